@@ -1,0 +1,3 @@
+from charpoet.cli import main
+
+main()

@@ -1,0 +1,218 @@
+"""The run directory: everything needed to resume training or generate, and no pickle.
+
+    RUN/
+      config.json        the resolved RunConfig (+ charpoet version)
+      vocab.json         the tokenizer (characters or word list)
+      library.json.gz    the sources the run trains on (names, titles, texts)
+      metrics.json       evaluation history, one entry per evaluation
+      best.safetensors   weights with the lowest validation loss (plain state_dict keys)
+      last.safetensors   model.* weights, optim.* AdamW state, rng.* generator states and
+                         hidden.* carried TBPTT state; metadata "trainer" holds step, epoch,
+                         data cursor, schedule position and best loss as JSON
+      train.log          human-readable log
+
+Every file is written to a temporary file in the same directory, flushed, fsynced and
+renamed over the old one, so a crash at any moment leaves the previous version intact.
+The training state lives inside ``last.safetensors`` itself, so weights and cursor can
+never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from charpoet.config import ARCHITECTURE_KEYS, RunConfig
+from charpoet.corpus import Library, load_library_file, save_library
+from charpoet.errors import CharpoetError, CheckpointError, ConfigError
+from charpoet.tokenizer import Tokenizer, tokenizer_from_dict
+
+CONFIG, VOCAB, LIBRARY, METRICS = "config.json", "vocab.json", "library.json.gz", "metrics.json"
+BEST, LAST = "best.safetensors", "last.safetensors"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, then rename it over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run is meant to be shared and read
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is corrupt: {exc}") from None
+
+
+class RunDir:
+    """Reads and writes the files of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def exists(self) -> bool:
+        return (self.path / CONFIG).is_file()
+
+    def require(self) -> RunDir:
+        if not self.path.exists():
+            raise CheckpointError(f"run directory {self.path} does not exist")
+        if not self.exists():
+            raise CheckpointError(f"{self.path} is not a charpoet run (no {CONFIG})")
+        return self
+
+    # --- JSON parts -------------------------------------------------------------------
+    def write_config(self, config: RunConfig) -> None:
+        from charpoet import __version__
+
+        write_json(self.path / CONFIG, {"charpoet_version": __version__, **config.to_dict()})
+
+    def read_config(self) -> RunConfig:
+        d = read_json(self.path / CONFIG)
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{self.path / CONFIG} is corrupt: not a mapping")
+        d.pop("charpoet_version", None)
+        try:
+            return RunConfig.from_dict(d)
+        except ConfigError as exc:
+            raise CheckpointError(f"{self.path / CONFIG} is invalid: {exc}") from None
+
+    def write_vocab(self, tokenizer: Tokenizer) -> None:
+        write_json(self.path / VOCAB, tokenizer.to_dict())
+
+    def read_vocab(self) -> Tokenizer:
+        d = read_json(self.path / VOCAB)
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{self.path / VOCAB} is corrupt: not a mapping")
+        return tokenizer_from_dict(d)
+
+    def write_library(self, library: Library) -> None:
+        save_library(library, self.path / LIBRARY)
+
+    def read_library(self) -> Library:
+        try:
+            return load_library_file(self.path / LIBRARY)
+        except CharpoetError as exc:
+            raise CheckpointError(str(exc)) from None
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        write_json(self.path / METRICS, history)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not (self.path / METRICS).exists():
+            return []
+        history = read_json(self.path / METRICS)
+        if not isinstance(history, list):
+            raise CheckpointError(f"{self.path / METRICS} is corrupt: not a list")
+        return history
+
+    # --- tensors ----------------------------------------------------------------------
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Write a safetensors file whose metadata holds ``meta`` as JSON strings."""
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+        metadata = {k: json.dumps(v) for k, v in meta.items()}
+        atomic_write(self.path / name, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+    def load_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        path = self.path / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing")
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                metadata = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            return tensors, {k: json.loads(v) for k, v in metadata.items()}
+        except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path} is corrupt: {exc}") from None
+
+    def weights_file(self, which: str) -> str:
+        if which not in ("best", "last"):
+            raise ConfigError(f"--weights must be best or last, got {which!r}")
+        name = BEST if which == "best" else LAST
+        if which == "best" and not (self.path / BEST).exists() and (self.path / LAST).exists():
+            name = LAST  # a run interrupted before its first evaluation
+        return name
+
+    def load_weights(self, which: str = "best") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Model state_dict and metadata of the best or last checkpoint."""
+        tensors, meta = self.load_tensors(self.weights_file(which))
+        if any(k.startswith("model.") for k in tensors):
+            tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        return tensors, meta
+
+
+def check_compatible(stored: RunConfig, requested: dict[str, dict[str, Any]]) -> None:
+    """Reject overrides that would change the checkpoint format or the vocabulary."""
+    for section, keys in ARCHITECTURE_KEYS.items():
+        for key in keys:
+            if key not in requested.get(section, {}):
+                continue
+            old, new = getattr(getattr(stored, section), key), requested[section][key]
+            if old != new and not (isinstance(old, float) and float(new) == old):
+                flag = "--" + key.replace("_", "-")
+                raise CheckpointError(
+                    f"cannot restore with {flag} {new}: the run was trained with {flag} {old}; "
+                    "drop the option or start a new run in another --checkpoint-path"
+                )
+
+
+def optimizer_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state_dict into tensors and JSON-able parts (no pickle)."""
+    tensors, scalars = {}, {}
+    for index, per_param in state["state"].items():
+        for key, value in per_param.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in meta.get("scalars", {}).items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    groups = meta["param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    return {"state": state, "param_groups": groups}

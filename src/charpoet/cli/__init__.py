@@ -1,0 +1,71 @@
+"""Command-line interface: ``charpoet train | generate``.
+
+Thin typer commands over the library. ``CharpoetCLI.main`` is the one place where errors
+become output: a user error (bad option, missing file, corrupt run) prints ``error: ...``
+on one line and exits with status 2; library warnings print as ``warning: ...`` lines.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+import typer
+from typer._click import exceptions as click_exceptions
+from typer.core import TyperGroup
+
+from charpoet.errors import CharpoetError, CharpoetWarning
+
+
+class CharpoetCLI(TyperGroup):
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+        extra.pop("standalone_mode", None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CharpoetWarning)
+            warnings.showwarning = _show_warning
+            try:
+                super().main(args, prog_name or "charpoet", standalone_mode=False, **extra)
+            except CharpoetError as exc:
+                _fail(str(exc), 2)
+            except click_exceptions.UsageError as exc:
+                _fail(exc.format_message(), 2)
+            except click_exceptions.ClickException as exc:
+                _fail(exc.format_message(), exc.exit_code)
+            except click_exceptions.Abort:
+                _fail("aborted", 130)
+            except click_exceptions.Exit as exc:
+                sys.exit(exc.exit_code)
+            except KeyboardInterrupt:
+                _fail("interrupted", 130)
+        sys.exit(0)
+
+
+def _fail(message: str, code: int) -> None:
+    first, *rest = message.strip().splitlines() or [""]
+    print(f"error: {first}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    if issubclass(category, CharpoetWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
+
+
+app = typer.Typer(
+    cls=CharpoetCLI,
+    help="Train character- and word-level LSTM/GRU language models on texts and generate from them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from charpoet.cli import generate as _generate  # noqa: E402,F401  (registers commands)
+from charpoet.cli import train as _train  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    app(args=argv)

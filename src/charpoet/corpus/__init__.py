@@ -1,0 +1,28 @@
+"""Corpora: libraries of named text sources, read from files or built in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from charpoet.corpus.builtin import builtin_names, load_builtin
+from charpoet.corpus.cache import charpoet_home
+from charpoet.corpus.files import decode_text, expand_paths, library_from_paths, read_text_file
+from charpoet.corpus.library import Library, Source, load_library_file, save_library
+from charpoet.errors import CorpusError
+
+__all__ = [
+    "Library", "Source", "builtin_names", "charpoet_home", "decode_text", "expand_paths",
+    "library_from_paths", "load_builtin", "load_library", "load_library_file",
+    "read_text_file", "save_library",
+]
+
+DEFAULT_CORPUS = "shakespeare"
+
+
+def load_library(text_paths: Sequence[str] | None = None, corpus: str | None = None) -> Library:
+    """Read ``text_paths`` if any are given, else the built-in ``corpus`` (default shakespeare)."""
+    if text_paths:
+        if corpus is not None:
+            raise CorpusError("give either text files or a built-in corpus, not both")
+        return library_from_paths(text_paths)
+    return load_builtin(corpus or DEFAULT_CORPUS)
