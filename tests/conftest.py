@@ -29,3 +29,45 @@ def shared_corpora() -> Path:
             pytest.fail(reason + " (required when CI=true)")
         pytest.skip(reason)
     return SHARED_CORPORA
+
+
+TINY_LINES = [
+    "The cat sat on the mat.",
+    "A dog ran in the fog.",
+    "ROMEO: what light through yonder window breaks?",
+    "JULIET: it is the east, and the sun is here.",
+]
+
+
+def make_text(lines: int = 400, seed: int = 0) -> str:
+    """A small, learnable text: known lines in a seeded random order."""
+    import random
+
+    rng = random.Random(seed)
+    return "\n".join(rng.choice(TINY_LINES) for _ in range(lines)) + "\n"
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    """A directory with two small text files (two sources)."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "one.txt").write_text(make_text(300, seed=1), encoding="utf-8")
+    (root / "two.txt").write_text(make_text(200, seed=2), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def tiny_config():
+    """A model and schedule small enough to train in a second or two."""
+    from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    def build(text_path: Path, **train: object) -> RunConfig:
+        t = {"learning_rate": 1e-2, "warmup_steps": 5, "num_epochs": 2.0, "eval_every": 20, "device": "cpu", **train}
+        return RunConfig(
+            model=ModelConfig(rnn_size=32, embedding_size=16, num_layers=2, drop_rate=0.1),
+            data=DataConfig(text_path=[str(text_path)], batch_size=8, seq_len=32),
+            train=TrainConfig(**t),
+        ).validate()
+
+    return build

@@ -20,18 +20,16 @@ never disagree.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig
 from charpoet.corpus import Library, load_library_file, save_library
+from charpoet.corpus.cache import atomic_write_bytes
 from charpoet.errors import CharpoetError, CheckpointError, ConfigError
 from charpoet.tokenizer import Tokenizer, tokenizer_from_dict
 
@@ -39,32 +37,8 @@ CONFIG, VOCAB, LIBRARY, METRICS = "config.json", "vocab.json", "library.json.gz"
 BEST, LAST = "best.safetensors", "last.safetensors"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, then rename it over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run is meant to be shared and read
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def read_json(path: Path) -> Any:
@@ -145,7 +119,7 @@ class RunDir:
         """Write a safetensors file whose metadata holds ``meta`` as JSON strings."""
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
         metadata = {k: json.dumps(v) for k, v in meta.items()}
-        atomic_write(self.path / name, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        atomic_write_bytes(self.path / name, safetensors_bytes(tensors, metadata=metadata))
 
     def load_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         path = self.path / name

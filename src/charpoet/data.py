@@ -55,11 +55,6 @@ def split_point(num_chars: int, valid_fraction: float) -> int:
     return int(num_chars * (1.0 - valid_fraction))
 
 
-def training_texts(library: Library, valid_fraction: float) -> list[str]:
-    """The training part of every source (what a tokenizer is fitted on)."""
-    return [s.text[: split_point(len(s.text), valid_fraction)] for s in library.sources]
-
-
 def encode_library(library: Library, tokenizer: Tokenizer, valid_fraction: float) -> Dataset:
     """Tokenize every source's train and validation parts, keeping provenance."""
     train_parts, valid_parts = [], []

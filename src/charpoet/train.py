@@ -32,7 +32,7 @@ from charpoet.checkpoint import (
 )
 from charpoet.config import RunConfig, TrainConfig
 from charpoet.corpus import Library, load_library
-from charpoet.data import StreamBatches, encode_library, eval_layout, training_texts
+from charpoet.data import StreamBatches, encode_library, eval_layout
 from charpoet.errors import CheckpointError
 from charpoet.model import RNNLM, State, detach_state, sequence_loss
 from charpoet.tokenizer import Tokenizer, build_tokenizer
@@ -186,8 +186,9 @@ def prepare_run(
         )
     if library is None:
         library = load_library(config.data.text_path or None, None if config.data.text_path else config.data.corpus)
-    texts = training_texts(library, config.data.valid_fraction)
-    tokenizer = build_tokenizer(config.data.tokenizer, texts, config.data.max_vocab)
+    # The vocabulary covers the whole library (as nanoGPT and word_language_model do), so
+    # a character that only occurs in a validation part can still be evaluated.
+    tokenizer = build_tokenizer(config.data.tokenizer, (s.text for s in library), config.data.max_vocab)
     config = replace(config, model=replace(config.model, vocab_size=tokenizer.vocab_size))
     return config, library, tokenizer
 

@@ -1,0 +1,47 @@
+# charpoet: two commands do all the set-up.
+#   make demo   creates .venv, installs charpoet, fetches the built-in Shakespeare corpus,
+#               trains a small model for 3 minutes on the CPU and generates from it
+#   make test   creates/updates .venv with the dev extras and runs the whole test suite
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= runs/demo
+DEMO_MINUTES ?= 3
+
+.PHONY: demo test install dev bench-speed bench-quality clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+demo: install
+	@echo "== training on the built-in Shakespeare corpus for $(DEMO_MINUTES) minutes (fresh run in $(DEMO)) =="
+	rm -rf $(DEMO)
+	$(BIN)/charpoet train --checkpoint-path $(DEMO) --max-minutes $(DEMO_MINUTES)
+	@echo "== generating from $(DEMO) =="
+	$(BIN)/charpoet generate --checkpoint-path $(DEMO) --prime "Romeo." --length 600 --temperature 0.7
+
+test: dev
+	$(BIN)/python -m pytest
+
+bench-speed: install
+	$(BIN)/python benchmarks/train_shakespeare.py speed
+
+bench-quality: install
+	$(BIN)/python benchmarks/train_shakespeare.py quality --with-plain
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
