@@ -132,6 +132,20 @@ def test_directory_with_a_binary_file_warns_and_trains(tmp_path):
     assert "warning:" in result.stderr and "cover.png" in result.stderr
 
 
+def test_restore_checks_named_texts_and_log_path(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    other = tmp_path / "other.txt"
+    other.write_text("different words\n" * 100)
+    _error(cli("train", "--checkpoint-path", copy, "--restore", "--text-path", other), "other texts")
+    log = tmp_path / "logs" / "train.log"
+    stored = json.loads((copy / "config.json").read_text())["data"]["text_path"]
+    result = cli("train", "--checkpoint-path", copy, "--restore", "--text-path", stored[0],
+                 "--num-epochs", "3.5", "--log-path", log)
+    assert result.exit_code == 0, result.output
+    assert "stopped at step" in log.read_text()
+
+
 def test_help_lists_the_commands():
     result = cli("--help")
     assert result.exit_code == 0

@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from charpoet.checkpoint import RunDir
 from charpoet.corpus import library_from_paths
-from charpoet.errors import CheckpointError
+from charpoet.errors import CharpoetWarning, CheckpointError
 from charpoet.train import get_lr, train
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "charpoet"
@@ -158,3 +158,21 @@ def test_word_level_run_reports_bits_per_character(tiny_corpus, tiny_config, tmp
     tokens_per_char = final["val_loss"] / math.log(2) / final["val_bpc"]
     assert 1.5 < tokens_per_char < 6  # words are several characters long
     assert final["val_loss"] < 1.0
+
+
+def test_restoring_a_run_without_checkpoint_starts_it(tiny_corpus, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_corpus, num_epochs=0.2), run)
+    (run / "last.safetensors").unlink()  # as if killed before its first checkpoint
+    with pytest.warns(CharpoetWarning, match="no checkpoint yet"):
+        result = train(RunDir(run).read_config(), run, restore=True)
+    assert result.stop_reason == "epochs" and (run / "last.safetensors").exists()
+
+
+def test_restore_refuses_other_texts(tiny_corpus, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_corpus, num_epochs=0.2), run)
+    other = tmp_path / "other.txt"
+    other.write_text("something else entirely\n" * 50)
+    with pytest.raises(CheckpointError, match="other texts"):
+        train(RunDir(run).read_config(), run, restore=True, library=library_from_paths([str(other)]))

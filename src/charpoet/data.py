@@ -29,9 +29,14 @@ class TokenSplit:
     source_starts: np.ndarray  # (S + 1,) token index where each source's part begins; last = N
     char_starts: np.ndarray  # (S,) character offset in the source where its part begins
     token_offsets: np.ndarray | None  # (N,) char offset of each token within its part; None = char
+    num_chars: int  # characters of text these tokens cover
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def chars_per_token(self) -> float:
+        return self.num_chars / max(1, len(self.ids))
 
     def locate(self, index: int) -> tuple[int, int]:
         """(source index, character offset in that source) of token ``index``."""
@@ -80,7 +85,8 @@ def _encode_parts(parts: list[tuple[str, int]], tokenizer: Tokenizer) -> TokenSp
     ids = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
     token_offsets = np.concatenate(offsets).astype(np.int64) if offsets else None
     char_starts = np.array([start for _, start in parts], dtype=np.int64)
-    return TokenSplit(ids.astype(np.int64), np.array(starts, dtype=np.int64), char_starts, token_offsets)
+    num_chars = sum(len(text) for text, _ in parts)
+    return TokenSplit(ids.astype(np.int64), np.array(starts, dtype=np.int64), char_starts, token_offsets, num_chars)
 
 
 class StreamBatches:

@@ -15,6 +15,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -33,7 +34,7 @@ from charpoet.checkpoint import (
 from charpoet.config import RunConfig, TrainConfig
 from charpoet.corpus import Library, load_library
 from charpoet.data import StreamBatches, encode_library, eval_layout
-from charpoet.errors import CheckpointError
+from charpoet.errors import CharpoetWarning, CheckpointError
 from charpoet.model import RNNLM, State, detach_state, sequence_loss
 from charpoet.tokenizer import Tokenizer, build_tokenizer
 from charpoet.tuning import tune_allocator
@@ -49,7 +50,6 @@ class TrainEvent:
     kind: str
     step: int
     epoch: float
-    total_steps: int
     progress: float  # 0..1 towards the stopping point (epochs or time budget)
     loss: float | None = None  # mean training loss since the previous step event
     lr: float = 0.0
@@ -212,185 +212,198 @@ def train(
     config.validate()
     run = RunDir(run_dir)
     config, library, tokenizer = prepare_run(config, run, restore, library)
-    emit = on_event or (lambda event: None)
-    tune_allocator()
-    device = resolve_device(config.train.device)
-    dtype = resolve_precision(config.train.precision, device)
-    torch.manual_seed(config.train.seed)
-
-    dataset = encode_library(library, tokenizer, config.data.valid_fraction)
-    batches = StreamBatches(dataset.train.ids, config.data.batch_size, config.data.seq_len, device)
-    if batches.batch_size != config.data.batch_size:
-        config = replace(config, data=replace(config.data, batch_size=batches.batch_size))
-    valid_rows = eval_layout(dataset.valid.ids, config.data.batch_size)
-    valid_chars = sum(len(s.text) - int(len(s.text) * (1 - config.data.valid_fraction)) for s in library)
-    chars_per_token = 1.0 if tokenizer.kind == "char" else valid_chars / max(1, len(dataset.valid))
-    train_chars_per_token = 1.0 if tokenizer.kind == "char" else library.num_chars / max(1, len(dataset.train) + len(dataset.valid))
-
-    model = RNNLM(config.model).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.train.learning_rate, weight_decay=config.train.weight_decay
-    )
-    tc = config.train
-    total_steps = max(1, math.ceil(tc.num_epochs * batches.steps_per_epoch))
-    budget = tc.max_minutes * 60.0
-
-    step, cursor, elapsed, best = 0, 0, 0.0, None
-    state: State | None = None
-    history: list[dict[str, Any]] = []
-    if restore:
-        step, cursor, elapsed, best, state, history = _restore(run, model, optimizer, batches, device)
+    session = _Session(config, run, library, tokenizer, on_event or (lambda event: None))
+    if restore and (run.path / LAST).exists():
+        session.restore()
+    elif restore:
+        warnings.warn(f"{run.path} has no checkpoint yet; starting it from step 0", CharpoetWarning, stacklevel=2)
     else:
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_library(library)
         run.write_vocab(tokenizer)
-    run.write_config(config)
-    for group in optimizer.param_groups:  # options that may change on restore
-        group["weight_decay"] = tc.weight_decay
+    run.write_config(session.config)
+    return session.run(stop_after_steps, log_every)
 
-    def progress() -> float:
-        done = step / total_steps
-        return max(done, elapsed / budget) if budget > 0 else done
 
-    def epoch_float() -> float:
-        return step / batches.steps_per_epoch
+class _Session:
+    """One training session of a run: the model, optimizer, data and counters."""
 
-    def evaluate_and_save(train_loss: float | None) -> dict[str, Any]:
-        nonlocal best
-        metrics: dict[str, Any] = {"step": step, "epoch": round(epoch_float(), 4), "elapsed": round(elapsed, 2)}
+    def __init__(self, config: RunConfig, run: RunDir, library: Library, tokenizer: Tokenizer,
+                 emit: Callable[[TrainEvent], None]):
+        tune_allocator()
+        self.run_dir, self.library, self.tokenizer, self.emit = run, library, tokenizer, emit
+        self.device = resolve_device(config.train.device)
+        self.dtype = resolve_precision(config.train.precision, self.device)
+        torch.manual_seed(config.train.seed)
+        self.data = encode_library(library, tokenizer, config.data.valid_fraction)
+        self.batches = StreamBatches(self.data.train.ids, config.data.batch_size, config.data.seq_len, self.device)
+        if self.batches.batch_size != config.data.batch_size:  # shrunk to fit a small corpus
+            config = replace(config, data=replace(config.data, batch_size=self.batches.batch_size))
+        self.config, self.tc = config, config.train
+        self.valid_rows = eval_layout(self.data.valid.ids, config.data.batch_size)
+        self.model = RNNLM(config.model).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.learning_rate,
+                                           weight_decay=self.tc.weight_decay)
+        self.budget = self.tc.max_minutes * 60.0
+        # Counters: optimizer steps, completed epochs, batch index within the epoch, training seconds.
+        self.step, self.epoch, self.cursor, self.elapsed = 0, 0, 0, 0.0
+        self.best: float | None = None
+        self.state: State | None = None
+        self.history: list[dict[str, Any]] = []
+
+    # --- progress -----------------------------------------------------------------------
+    @property
+    def epoch_float(self) -> float:
+        return self.epoch + self.cursor / self.batches.steps_per_epoch
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the run done: epochs, or the time budget if that binds first."""
+        done = self.epoch_float / self.tc.num_epochs
+        return max(done, self.elapsed / self.budget) if self.budget > 0 else done
+
+    def event(self, kind: str, loss: float | None = None, **kwargs: Any) -> TrainEvent:
+        return TrainEvent(kind, self.step, self.epoch_float, min(self.progress, 1.0), loss,
+                          self.optimizer.param_groups[0]["lr"], elapsed=self.elapsed, **kwargs)
+
+    # --- the loop -----------------------------------------------------------------------
+    def run(self, stop_after_steps: int | None, log_every: int) -> TrainResult:
+        self.emit(self.event("start", info=self.describe()))
+        log.info("training %s on %s (%d sources, %d tokens) from step %d", self.run_dir.path,
+                 self.library.name, len(self.library), len(self.data.train), self.step)
+        self.model.train()
+        session_steps, reason = 0, "epochs"
+        loss_sum, loss_count = torch.zeros((), device=self.device), 0
+        last_loss: float | None = None
+        log_time, log_step = time.perf_counter(), self.step
+        with _stop_requests() as stop:
+            clock = time.perf_counter()
+            while True:
+                if self.epoch_float >= self.tc.num_epochs:
+                    reason = "epochs"
+                elif self.budget > 0 and self.elapsed >= self.budget:
+                    reason = "time"
+                elif stop_after_steps is not None and session_steps >= stop_after_steps:
+                    reason = "steps"
+                elif stop.is_set():
+                    reason = "interrupted"
+                else:
+                    reason = ""
+                if reason:
+                    break
+                loss_sum += self.train_step()
+                loss_count += 1
+                session_steps += 1
+                now = time.perf_counter()
+                self.elapsed += now - clock
+                clock = now
+                at_eval = self.step % self.tc.eval_every == 0
+                if self.step % log_every == 0 or at_eval:
+                    last_loss = loss_sum.item() / loss_count
+                    rate = (self.step - log_step) * self.batches.tokens_per_step * self.data.train.chars_per_token
+                    self.emit(self.event("step", last_loss, chars_per_sec=rate / max(now - log_time, 1e-9)))
+                    loss_sum.zero_()
+                    loss_count, log_time, log_step = 0, now, self.step
+                if at_eval:
+                    self.emit(self.event("eval", last_loss, metrics=self.evaluate_and_save(last_loss)))
+                    clock = time.perf_counter()  # evaluation time is not training time
+        if loss_count:
+            last_loss = loss_sum.item() / loss_count
+        if reason == "interrupted":  # save at once, without a validation pass: the user wants to stop
+            self.save_last()
+            metrics = None
+        elif not self.history or self.history[-1]["step"] != self.step:
+            metrics = self.evaluate_and_save(last_loss)
+        else:
+            metrics = self.history[-1]
+        self.emit(self.event("end", last_loss, metrics=metrics, info={"stop_reason": reason}))
+        log.info("stopped at step %d (%s)", self.step, reason)
+        return TrainResult(self.run_dir.path, self.step, self.epoch_float, self.best, self.history,
+                           reason == "interrupted", reason)
+
+    def train_step(self) -> torch.Tensor:
+        """One TBPTT step on the batch at the cursor; returns the detached loss."""
+        lr = get_lr(self.step, self.progress, self.tc)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = self.batches.batch(self.cursor)  # (B, T) each
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            logits, state = self.model(x, self.state)  # (B, T, V)
+        loss = sequence_loss(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.tc.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.clip_norm)
+        self.optimizer.step()
+        self.state = tuple(s.float() for s in detach_state(state))
+        self.step += 1
+        self.cursor += 1
+        if self.cursor == self.batches.steps_per_epoch:  # epoch boundary: the streams restart
+            self.epoch, self.cursor, self.state = self.epoch + 1, 0, None
+        return loss.detach()
+
+    def evaluate_and_save(self, train_loss: float | None) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"step": self.step, "epoch": round(self.epoch_float, 4),
+                                   "elapsed": round(self.elapsed, 2), "lr": self.optimizer.param_groups[0]["lr"]}
         if train_loss is not None:
             metrics["train_loss"] = train_loss
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
-        if valid_rows is not None:
-            metrics.update(estimate_loss(model, valid_rows, chars_per_token))
+        if self.valid_rows is not None:
+            metrics.update(estimate_loss(self.model, self.valid_rows, self.data.valid.chars_per_token))
         val = metrics.get("val_loss")
-        if val is None or best is None or val < best:
-            best = val if val is not None else best
-            run.save_tensors(BEST, model.state_dict(), {"step": step, "metrics": metrics})
-        history.append(metrics)
-        _save_last(run, model, optimizer, state, step, cursor, elapsed, best, batches)
-        run.write_metrics(history)
+        if val is None or self.best is None or val < self.best:
+            self.best = val if val is not None else self.best
+            self.run_dir.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "metrics": metrics})
+        self.history.append(metrics)
+        self.save_last()
+        self.run_dir.write_metrics(self.history)
         log.info("eval %s", metrics)
         return metrics
 
-    emit(TrainEvent("start", step, epoch_float(), total_steps, progress(),
-                    info={"device": str(device), "precision": str(dtype).removeprefix("torch."), "parameters": model.num_parameters(),
-                          "train_tokens": len(dataset.train), "valid_tokens": len(dataset.valid),
-                          "vocab_size": tokenizer.vocab_size, "batch_size": batches.batch_size,
-                          "steps_per_epoch": batches.steps_per_epoch, "sources": len(library),
-                          "library": library.name, "restored": restore}))
-    log.info("training %s on %s (%d sources, %d tokens) from step %d",
-             run.path, library.name, len(library), len(dataset.train), step)
+    def describe(self) -> dict[str, Any]:
+        return {"device": str(self.device), "precision": str(self.dtype).removeprefix("torch."),
+                "parameters": self.model.num_parameters(), "train_tokens": len(self.data.train),
+                "valid_tokens": len(self.data.valid), "vocab_size": self.tokenizer.vocab_size,
+                "batch_size": self.batches.batch_size, "steps_per_epoch": self.batches.steps_per_epoch,
+                "sources": len(self.library), "library": self.library.name, "restored": self.step > 0}
 
-    model.train()
-    session_steps, stop_reason = 0, "epochs"
-    loss_sum = torch.zeros((), device=device)
-    loss_count, last_log_time, last_log_step = 0, time.perf_counter(), step
-    last_train_loss: float | None = None
-    with _stop_requests() as stop:
-        clock = time.perf_counter()
-        while True:
-            if step >= total_steps:
-                stop_reason = "epochs"
-                break
-            if budget > 0 and elapsed >= budget:
-                stop_reason = "time"
-                break
-            if stop_after_steps is not None and session_steps >= stop_after_steps:
-                stop_reason = "steps"
-                break
-            if stop.is_set():
-                stop_reason = "interrupted"
-                break
-            lr = get_lr(step, progress(), tc)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = batches.batch(cursor)  # (B, T) each
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                logits, state = model(x, state)  # (B, T, V)
-            loss = sequence_loss(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
-            optimizer.step()
-            state = tuple(s.float() for s in detach_state(state))
-            loss_sum += loss.detach()
-            loss_count += 1
-            step, cursor, session_steps = step + 1, cursor + 1, session_steps + 1
-            if cursor == batches.steps_per_epoch:  # epoch boundary: streams restart
-                cursor, state = 0, None
-            now = time.perf_counter()
-            elapsed += now - clock
-            clock = now
-            if step % log_every == 0 or step % tc.eval_every == 0:
-                last_train_loss = loss_sum.item() / loss_count
-                rate = (step - last_log_step) * batches.tokens_per_step * train_chars_per_token
-                emit(TrainEvent("step", step, epoch_float(), total_steps, progress(), last_train_loss, lr,
-                                rate / max(now - last_log_time, 1e-9), elapsed))
-                loss_sum.zero_()
-                loss_count, last_log_time, last_log_step = 0, now, step
-            if step % tc.eval_every == 0:
-                metrics = evaluate_and_save(last_train_loss)
-                emit(TrainEvent("eval", step, epoch_float(), total_steps, progress(), last_train_loss, lr,
-                                elapsed=elapsed, metrics=metrics))
-                clock = time.perf_counter()  # evaluation time is not training time
-    if loss_count:
-        last_train_loss = loss_sum.item() / loss_count
-    if stop_reason == "interrupted":
-        # Save at once, without a validation pass: the user wants to stop now.
-        _save_last(run, model, optimizer, state, step, cursor, elapsed, best, batches)
-        metrics = None
-    elif not history or history[-1]["step"] != step:
-        metrics = evaluate_and_save(last_train_loss)
-    else:
-        metrics = history[-1]
-    emit(TrainEvent("end", step, epoch_float(), total_steps, progress(), last_train_loss,
-                    optimizer.param_groups[0]["lr"], elapsed=elapsed, metrics=metrics,
-                    info={"stop_reason": stop_reason}))
-    log.info("stopped at step %d (%s)", step, stop_reason)
-    return TrainResult(run.path, step, epoch_float(), best, history, stop_reason == "interrupted", stop_reason)
+    # --- checkpoints --------------------------------------------------------------------
+    def save_last(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        optim_tensors, optim_meta = optimizer_to_tensors(self.optimizer.state_dict())
+        tensors.update(optim_tensors)
+        tensors["rng.cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors.update({f"rng.cuda.{i}": r for i, r in enumerate(torch.cuda.get_rng_state_all())})
+        if self.state is not None:
+            tensors.update({f"hidden.{i}": s for i, s in enumerate(self.state)})
+        trainer = {"step": self.step, "epoch": self.epoch, "cursor": self.cursor, "elapsed": self.elapsed,
+                   "best_val_loss": self.best, "batch_size": self.batches.batch_size,
+                   "seq_len": self.batches.seq_len, "steps_per_epoch": self.batches.steps_per_epoch}
+        self.run_dir.save_tensors(LAST, tensors, {"trainer": trainer, "optimizer": optim_meta})
 
-
-def _save_last(run: RunDir, model: RNNLM, optimizer: torch.optim.Optimizer, state: State | None,
-               step: int, cursor: int, elapsed: float, best: float | None, batches: StreamBatches) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    optim_tensors, optim_meta = optimizer_to_tensors(optimizer.state_dict())
-    tensors.update(optim_tensors)
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, rng in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = rng
-    if state is not None:
-        tensors.update({f"hidden.{i}": s for i, s in enumerate(state)})
-    trainer = {"step": step, "cursor": cursor, "elapsed": elapsed, "best_val_loss": best,
-               "batch_size": batches.batch_size, "seq_len": batches.seq_len,
-               "steps_per_epoch": batches.steps_per_epoch}
-    run.save_tensors(LAST, tensors, {"trainer": trainer, "optimizer": optim_meta})
-
-
-def _restore(run: RunDir, model: RNNLM, optimizer: torch.optim.Optimizer, batches: StreamBatches,
-             device: torch.device) -> tuple[int, int, float, float | None, State | None, list[dict[str, Any]]]:
-    tensors, meta = run.load_tensors(LAST)
-    try:
-        trainer = meta["trainer"]
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{run.path / LAST} does not match the run's configuration: {exc}") from None
-    torch.set_rng_state(tensors["rng.cpu"])
-    if torch.cuda.is_available() and "rng.cuda.0" in tensors:
-        n = torch.cuda.device_count()
-        torch.cuda.set_rng_state_all([tensors[f"rng.cuda.{i}"] for i in range(n) if f"rng.cuda.{i}" in tensors])
-    step, cursor = int(trainer["step"]), int(trainer["cursor"])
-    hidden = [tensors[k] for k in sorted(k for k in tensors if k.startswith("hidden."))]
-    state: State | None = tuple(h.to(device) for h in hidden) if hidden else None
-    same_layout = (trainer["batch_size"], trainer["seq_len"], trainer["steps_per_epoch"]) == (
-        batches.batch_size, batches.seq_len, batches.steps_per_epoch)
-    if not same_layout:
-        # New batch layout: continue at the same fraction of the epoch with a fresh state.
-        cursor = round(cursor / trainer["steps_per_epoch"] * batches.steps_per_epoch) % batches.steps_per_epoch
-        step = round(step / trainer["steps_per_epoch"] * batches.steps_per_epoch)
-        state = None
-    history = [h for h in run.read_metrics() if h.get("step", 0) <= int(trainer["step"])]
-    return step, cursor, float(trainer["elapsed"]), trainer["best_val_loss"], state, history
+    def restore(self) -> None:
+        run = self.run_dir
+        tensors, meta = run.load_tensors(LAST)
+        try:
+            trainer = meta["trainer"]
+            self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            self.optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
+            step, epoch, cursor = int(trainer["step"]), int(trainer["epoch"]), int(trainer["cursor"])
+            layout = (trainer["batch_size"], trainer["seq_len"], trainer["steps_per_epoch"])
+            torch.set_rng_state(tensors["rng.cpu"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{run.path / LAST} does not match the run's configuration: {exc}") from None
+        for group in self.optimizer.param_groups:  # options that may change on restore
+            group["weight_decay"] = self.tc.weight_decay
+        if torch.cuda.is_available() and "rng.cuda.0" in tensors:
+            states = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
+            torch.cuda.set_rng_state_all(states)
+        hidden = [tensors[f"hidden.{i}"] for i in range(self.model.state_size) if f"hidden.{i}" in tensors]
+        self.state = tuple(h.to(self.device) for h in hidden) if hidden else None
+        if layout != (self.batches.batch_size, self.batches.seq_len, self.batches.steps_per_epoch):
+            # A new batch layout: continue at the same fraction of the epoch with a fresh state.
+            cursor = round(cursor / layout[2] * self.batches.steps_per_epoch) % self.batches.steps_per_epoch
+            self.state = None
+        self.step, self.epoch, self.cursor = step, epoch, cursor
+        self.elapsed, self.best = float(trainer["elapsed"]), trainer["best_val_loss"]
+        self.history = [h for h in run.read_metrics() if h.get("step", 0) <= step]

@@ -56,20 +56,19 @@ def train(
     given = {k: v for k, v in locals().items() if v is not None}
     overrides = _overrides(given)
     run = RunDir(checkpoint_path)
+    library = None
     if restore:
         stored = run.require().read_config()
         check_compatible(stored, overrides)
-        if "text_path" in overrides["data"] or "corpus" in overrides["data"]:
-            overrides["data"].pop("corpus", None)
-        config = _apply(stored, overrides)
-        library = None
-        if overrides["data"].get("text_path"):
+        # Texts named on restore are only checked against the run's own stored library.
+        sources = {k: overrides["data"].pop(k) for k in ("text_path", "corpus") if k in overrides["data"]}
+        if sources:
             from charpoet.corpus import load_library
 
-            library = load_library(overrides["data"]["text_path"])
+            library = load_library(sources.get("text_path"), sources.get("corpus"))
+        config = _apply(stored, overrides)
     else:
         config = _apply(RunConfig(), overrides)
-        library = None
     config.validate()
 
     from charpoet.train import train as train_run
