@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from charpoet.errors import CheckpointError, ConfigError, TokenizerError
+from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError, TokenizerError
 from charpoet.sample import SampleOptions, filter_logits, load
 from charpoet.train import train
 
@@ -106,6 +106,8 @@ def test_word_runs_never_write_unk(tiny_corpus, tiny_config, tmp_path):
     assert lm.tokenizer.vocab_size == 8
     text = lm.generate("the", length=200, temperature=1.5, seed=0)[0]
     assert "<unk>" not in text
+    with pytest.warns(CharpoetWarning, match="zebra"):
+        lm.generate("the zebra", length=5)
 
 
 def test_load_rejects_missing_and_corrupt_runs(trained_run, tmp_path):

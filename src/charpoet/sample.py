@@ -13,6 +13,7 @@ and the hidden state is carried, so each new token costs one step, never a re-fe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 
 from charpoet.checkpoint import RunDir
 from charpoet.config import RunConfig
-from charpoet.errors import CheckpointError, ConfigError
+from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError
 from charpoet.model import RNNLM, State
 from charpoet.tokenizer import Tokenizer
 from charpoet.train import resolve_device
@@ -77,7 +78,14 @@ class LanguageModel:
         self.device = model.head.weight.device
 
     def encode_prime(self, prime: str) -> torch.Tensor:
+        """Token ids of ``prime``; unknown characters are an error, unknown words a warning."""
         ids = self.tokenizer.encode(prime)
+        unk = getattr(self.tokenizer, "unk_id", None)
+        if unk is not None and (ids == unk).any():
+            pieces = self.tokenizer.pieces(prime)
+            unknown = sorted({p for p, i in zip(pieces, ids) if i == unk})
+            warnings.warn(f"words not in the model's vocabulary, read as <unk>: {', '.join(unknown[:10])}",
+                          CharpoetWarning, stacklevel=3)
         return torch.as_tensor(ids, dtype=torch.long)
 
     def stream(self, prime: str = "\n", options: SampleOptions | None = None, **kwargs: Any) -> Iterator[list[str]]:
@@ -99,9 +107,10 @@ class LanguageModel:
             generator.seed()
         else:
             generator.manual_seed(opts.seed)
-        batch = prime_ids.unsqueeze(0).expand(opts.num_samples, -1)  # (N, P)
-        logits, state = self.model(batch)  # the prime, once: logits (N, P, V)
-        last = logits[:, -1]  # (N, V)
+        logits, state = self.model(prime_ids.unsqueeze(0))  # the prime, once: logits (1, P, V)
+        n = opts.num_samples
+        state = tuple(s.expand(-1, n, -1).contiguous() for s in state)  # each (L, N, H)
+        last = logits[:, -1].expand(n, -1)  # (N, V)
         banned = getattr(self.tokenizer, "unk_id", None)
         for _ in range(opts.length):
             next_ids = self._pick(last, opts, generator, banned)  # (N,)
