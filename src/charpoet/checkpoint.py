@@ -20,6 +20,7 @@ never disagree.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,43 @@ def check_compatible(stored: RunConfig, requested: dict[str, dict[str, Any]]) ->
                     f"cannot restore with {flag} {new}: the run was trained with {flag} {old}; "
                     "drop the option or start a new run in another --checkpoint-path"
                 )
+
+
+@dataclass
+class TrainingState:
+    """Everything ``last.safetensors`` holds besides the configuration."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]  # an optimizer state_dict
+    rng_cpu: torch.Tensor
+    rng_cuda: list[torch.Tensor]
+    hidden: tuple[torch.Tensor, ...] | None  # carried TBPTT state, None at an epoch boundary
+    trainer: dict[str, Any]  # step, epoch, cursor, elapsed, best_val_loss, batch layout
+
+
+def save_training_state(run: RunDir, ts: TrainingState) -> None:
+    tensors = {f"model.{k}": v for k, v in ts.model.items()}
+    optim_tensors, optim_meta = optimizer_to_tensors(ts.optimizer)
+    tensors.update(optim_tensors)
+    tensors["rng.cpu"] = ts.rng_cpu
+    tensors.update({f"rng.cuda.{i}": r for i, r in enumerate(ts.rng_cuda)})
+    tensors.update({f"hidden.{i}": h for i, h in enumerate(ts.hidden or ())})
+    run.save_tensors(LAST, tensors, {"trainer": ts.trainer, "optimizer": optim_meta})
+
+
+def load_training_state(run: RunDir) -> TrainingState:
+    tensors, meta = run.load_tensors(LAST)
+    try:
+        hidden = [tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in tensors]
+        cuda = [tensors[f"rng.cuda.{i}"] for i in range(len(tensors)) if f"rng.cuda.{i}" in tensors]
+        return TrainingState(
+            model={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+            optimizer=optimizer_from_tensors(tensors, meta["optimizer"]),
+            rng_cpu=tensors["rng.cpu"], rng_cuda=cuda, hidden=tuple(hidden) or None,
+            trainer=dict(meta["trainer"]),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{run.path / LAST} is incomplete: missing {exc}") from None
 
 
 def optimizer_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -24,13 +24,7 @@ from typing import Any
 
 import torch
 
-from charpoet.checkpoint import (
-    BEST,
-    LAST,
-    RunDir,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-)
+from charpoet.checkpoint import BEST, LAST, RunDir, TrainingState, load_training_state, save_training_state
 from charpoet.config import RunConfig, TrainConfig
 from charpoet.corpus import Library, load_library
 from charpoet.data import StreamBatches, encode_library, eval_layout
@@ -368,42 +362,34 @@ class _Session:
 
     # --- checkpoints --------------------------------------------------------------------
     def save_last(self) -> None:
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        optim_tensors, optim_meta = optimizer_to_tensors(self.optimizer.state_dict())
-        tensors.update(optim_tensors)
-        tensors["rng.cpu"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            tensors.update({f"rng.cuda.{i}": r for i, r in enumerate(torch.cuda.get_rng_state_all())})
-        if self.state is not None:
-            tensors.update({f"hidden.{i}": s for i, s in enumerate(self.state)})
+        b = self.batches
         trainer = {"step": self.step, "epoch": self.epoch, "cursor": self.cursor, "elapsed": self.elapsed,
-                   "best_val_loss": self.best, "batch_size": self.batches.batch_size,
-                   "seq_len": self.batches.seq_len, "steps_per_epoch": self.batches.steps_per_epoch}
-        self.run_dir.save_tensors(LAST, tensors, {"trainer": trainer, "optimizer": optim_meta})
+                   "best_val_loss": self.best, "batch_size": b.batch_size, "seq_len": b.seq_len,
+                   "steps_per_epoch": b.steps_per_epoch}
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        save_training_state(self.run_dir, TrainingState(self.model.state_dict(), self.optimizer.state_dict(),
+                                                        torch.get_rng_state(), cuda, self.state, trainer))
 
     def restore(self) -> None:
-        run = self.run_dir
-        tensors, meta = run.load_tensors(LAST)
+        ts = load_training_state(self.run_dir)
+        trainer = ts.trainer
         try:
-            trainer = meta["trainer"]
-            self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            self.optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
+            self.model.load_state_dict(ts.model)
+            self.optimizer.load_state_dict(ts.optimizer)
             step, epoch, cursor = int(trainer["step"]), int(trainer["epoch"]), int(trainer["cursor"])
             layout = (trainer["batch_size"], trainer["seq_len"], trainer["steps_per_epoch"])
-            torch.set_rng_state(tensors["rng.cpu"])
+            elapsed, best = float(trainer["elapsed"]), trainer["best_val_loss"]
+            torch.set_rng_state(ts.rng_cpu)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{run.path / LAST} does not match the run's configuration: {exc}") from None
+            raise CheckpointError(f"{self.run_dir.path / LAST} does not match the run's configuration: {exc}") from None
         for group in self.optimizer.param_groups:  # options that may change on restore
             group["weight_decay"] = self.tc.weight_decay
-        if torch.cuda.is_available() and "rng.cuda.0" in tensors:
-            states = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
-            torch.cuda.set_rng_state_all(states)
-        hidden = [tensors[f"hidden.{i}"] for i in range(self.model.state_size) if f"hidden.{i}" in tensors]
-        self.state = tuple(h.to(self.device) for h in hidden) if hidden else None
+        if ts.rng_cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ts.rng_cuda[: torch.cuda.device_count()])
+        self.state = tuple(h.to(self.device) for h in ts.hidden) if ts.hidden else None
         if layout != (self.batches.batch_size, self.batches.seq_len, self.batches.steps_per_epoch):
             # A new batch layout: continue at the same fraction of the epoch with a fresh state.
             cursor = round(cursor / layout[2] * self.batches.steps_per_epoch) % self.batches.steps_per_epoch
             self.state = None
-        self.step, self.epoch, self.cursor = step, epoch, cursor
-        self.elapsed, self.best = float(trainer["elapsed"]), trainer["best_val_loss"]
-        self.history = [h for h in run.read_metrics() if h.get("step", 0) <= step]
+        self.step, self.epoch, self.cursor, self.elapsed, self.best = step, epoch, cursor, elapsed, best
+        self.history = [h for h in self.run_dir.read_metrics() if h.get("step", 0) <= step]
