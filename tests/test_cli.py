@@ -150,3 +150,66 @@ def test_help_lists_the_commands():
     result = cli("--help")
     assert result.exit_code == 0
     assert "train" in result.stdout and "generate" in result.stdout
+
+
+def test_generate_highlights_and_writes_html(run, tmp_path):
+    page = tmp_path / "samples.html"
+    result = cli("generate", "--checkpoint-path", run, "--length", "200", "--temperature", "0.2", "--seed", "2",
+                 "--num-samples", "2", "--min-quote", "10", "--html", page)
+    assert result.exit_code == 0, result.output
+    assert "copied verbatim" in result.stderr  # not a terminal: a summary line per sample
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and html.count('class="charpoet-attribution"') == 2
+    assert "<mark" in html  # a model trained on four lines copies them
+    assert (run / "attribution.index.safetensors").exists()  # the index is cached in the run
+    quiet = cli("generate", "--checkpoint-path", run, "--length", "20", "--no-highlight")
+    assert quiet.exit_code == 0 and "copied" not in quiet.stderr
+
+
+def test_attribute_a_file_against_a_run_as_json(run, tmp_path):
+    text = tmp_path / "mine.txt"
+    text.write_text("My own words. ROMEO: what light through yonder window breaks? The end.\n", encoding="utf-8")
+    result = cli("attribute", text, "--checkpoint-path", run, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (span,) = data["spans"]
+    assert text.read_text()[span["start"] : span["end"]] == "ROMEO: what light through yonder window breaks?"
+    assert span["source"] == "text" and data["metrics"]["copy_rate"] == pytest.approx(47 / len(text.read_text()))
+
+
+def test_attribute_against_text_files_from_stdin(tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_text("It was the best of times, it was the worst of times.\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["attribute", "-", "--text-path", str(source), "--min-quote", "12"],
+                                input="Oh, it was the worst of times indeed")
+    assert result.exit_code == 0, result.output
+    assert "it was the worst of times" in result.stdout and "[1] source" in result.stdout
+    page = tmp_path / "a.html"
+    assert cli("attribute", source, "--text-path", source, "--html", page).exit_code == 0
+    assert page.read_text().count("<mark") == 1
+
+
+def test_attribute_bad_inputs(run, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("hello")
+    _error(cli("attribute", text), "--checkpoint-path")
+    _error(cli("attribute", text, "--checkpoint-path", run, "--text-path", text), "either")
+    _error(cli("attribute", text, "--checkpoint-path", tmp_path / "none"), "does not exist")
+    _error(cli("attribute", tmp_path / "missing.txt", "--checkpoint-path", run), "missing.txt")
+    _error(cli("attribute", text, "--checkpoint-path", run, "--min-quote", "0"), "--min-quote")
+    _error(cli("generate", "--checkpoint-path", run, "--min-quote", "0"), "--min-quote")
+
+
+def test_stale_index_cache_is_rebuilt(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    from charpoet.attribution import INDEX_FILE, index_for_run
+    from charpoet.corpus import Library, Source, load_library_file, save_library
+
+    index_for_run(copy)
+    library = load_library_file(copy / "library.json.gz")
+    save_library(Library(library.name, (Source("new", "New", "brand new words here"),)), copy / "library.json.gz")
+    index = index_for_run(copy)
+    assert [s.name for s in index.sources] == ["new"]
+    (copy / INDEX_FILE).write_bytes(b"junk")
+    assert [s.name for s in index_for_run(copy).sources] == ["new"]

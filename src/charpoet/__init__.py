@@ -4,17 +4,25 @@ texts and generate new text from them.
     import charpoet
     result = charpoet.train(charpoet.RunConfig(), "runs/demo")     # built-in Shakespeare
     lm = charpoet.load("runs/demo")
-    print(lm.generate("ROMEO:", length=200, temperature=0.8)[0])
+    text = lm.generate("ROMEO:", length=200, temperature=0.8)[0]
+    attribution = charpoet.index_for_run("runs/demo").attribute(text, min_len=20)
+    print(attribution.copy_rate, attribution.spans)     # shows highlighted in Jupyter
 """
 
 __version__ = "0.1.0"
 
+from charpoet.attribution import CorpusIndex, index_for_run  # noqa: E402
+from charpoet.attribution_types import Attribution, Span  # noqa: E402
 from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from charpoet.errors import CharpoetError, CharpoetWarning  # noqa: E402
 from charpoet.sample import LanguageModel, SampleOptions, load  # noqa: E402
 from charpoet.train import TrainEvent, TrainResult, train  # noqa: E402
 
 __all__ = [
+    "Attribution",
+    "CorpusIndex",
+    "Span",
+    "index_for_run",
     "CharpoetError",
     "CharpoetWarning",
     "DataConfig",

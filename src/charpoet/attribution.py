@@ -24,6 +24,7 @@ O(m log n) vectorised work for a text of m characters.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from charpoet.attribution_types import NOVELTY_MAX_LEN, Attribution, SourceInfo, Span
-from charpoet.corpus import Library
+from charpoet.corpus import Library, load_library_file
 from charpoet.corpus.cache import atomic_write_bytes
 from charpoet.errors import CheckpointError, ConfigError
 
@@ -39,6 +40,8 @@ SEP = 0xFF
 CAP = 256  # bytes compared by the vectorised search; longer matches are extended by bisect
 _BLOCK = 4096  # bytes between character-count checkpoints
 _FORMAT = "charpoet.attribution-index/1"
+INDEX_FILE = "attribution.index.safetensors"  # cached in a run directory
+LIBRARY_FILE = "library.json.gz"  # a run's sources (see checkpoint.py)
 _OFFS = np.arange(8)
 
 
@@ -73,16 +76,18 @@ class CorpusIndex:
         sources = tuple(SourceInfo(s.name, s.title) for s in library.sources)
         return cls(corpus, sa, starts, block_chars, sources, library.fingerprint())
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, built_from: str = "") -> None:
+        """Write the index atomically; ``built_from`` records a digest of the file it was built from."""
         from safetensors.numpy import save
 
-        meta = {"format": _FORMAT, "fingerprint": self.fingerprint,
+        meta = {"format": _FORMAT, "fingerprint": self.fingerprint, "built_from": built_from,
                 "sources": json.dumps([[s.name, s.title] for s in self.sources])}
         tensors = {"corpus": self.corpus, "sa": self.sa, "starts": self.starts, "block_chars": self.block_chars}
         atomic_write_bytes(path, save(tensors, metadata=meta))
 
     @classmethod
-    def load(cls, path: str | Path) -> CorpusIndex:
+    def load(cls, path: str | Path, built_from: str | None = None) -> CorpusIndex:
+        """Read an index; with ``built_from``, a digest that differs raises ``CheckpointError``."""
         from safetensors import SafetensorError, safe_open
 
         try:
@@ -90,6 +95,8 @@ class CorpusIndex:
                 meta = f.metadata() or {}
                 if meta.get("format") != _FORMAT:
                     raise ValueError(f"not a {_FORMAT} file")
+                if built_from is not None and meta.get("built_from") != built_from:
+                    raise ValueError("built from other sources")
                 arrays = {k: f.get_tensor(k) for k in ("corpus", "sa", "starts", "block_chars")}
             sources = tuple(SourceInfo(name, title) for name, title in json.loads(meta["sources"]))
         except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
@@ -221,6 +228,32 @@ class CorpusIndex:
         block = pos // _BLOCK
         tail = self.corpus[block * _BLOCK : pos]
         return int(self.block_chars[block]) + int(np.count_nonzero((tail & 0xC0) != 0x80))
+
+
+def index_for_run(run_dir: str | Path) -> CorpusIndex:
+    """The index of a run's sources, built once and cached in the run directory.
+
+    The cache records the SHA-256 of the run's ``library.json.gz``, so it is rebuilt
+    whenever the sources change (or the cache is missing or unreadable).
+    """
+    run = Path(run_dir)
+    library_path = run / LIBRARY_FILE
+    try:
+        digest = hashlib.sha256(library_path.read_bytes()).hexdigest()
+    except OSError:
+        raise CheckpointError(f"{run} has no {LIBRARY_FILE}: not a charpoet run, or an incomplete one") from None
+    cache = run / INDEX_FILE
+    if cache.exists():
+        try:
+            return CorpusIndex.load(cache, built_from=digest)
+        except CheckpointError:
+            pass  # stale or damaged: rebuild below
+    index = CorpusIndex.build(load_library_file(library_path))
+    try:
+        index.save(cache, built_from=digest)
+    except OSError:
+        pass  # a read-only run still attributes, just without a cache
+    return index
 
 
 def _words(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import colorsys
 import html
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from charpoet.attribution_types import Attribution, Span
@@ -91,8 +92,12 @@ def _pieces(att: Attribution) -> list[tuple[str, Span | None]]:
     return out
 
 
-def to_rich(attribution: Attribution, *, legend: bool = True) -> RenderableType:
-    """The highlighted text as ``rich.text.Text``; with ``legend``, a Group adding legend and summary."""
+def to_rich(attribution: Attribution, *, legend: bool = True, prefix: str = "") -> RenderableType:
+    """The highlighted text as ``rich.text.Text``; with ``legend``, a Group adding legend and summary.
+
+    ``prefix`` (e.g. the priming text of a sample) is shown before the text, in bold, and is
+    not part of the attribution.
+    """
     from rich.console import Group
     from rich.style import Style
     from rich.table import Table
@@ -100,7 +105,7 @@ def to_rich(attribution: Attribution, *, legend: bool = True) -> RenderableType:
 
     att = attribution
     colours = _colours(att)
-    text = Text()
+    text = Text(prefix, style="bold")
     for piece, span in _pieces(att):
         style = None if span is None else Style(color=TEXT_COLOUR, bgcolor=colours[span.source][1])
         text.append(piece, style=style)
@@ -160,9 +165,14 @@ def _html_body(att: Attribution) -> str:
     return f'<div class="charpoet-attribution">{pre}{legend}{summary}</div>'
 
 
-def to_html(attribution: Attribution, *, standalone: bool = True, title: str = "charpoet attribution") -> str:
-    """The highlighted text, legend and summary as HTML: a full page, or a ``<div>`` fragment (Jupyter)."""
-    body = _html_body(attribution)
+def to_html(attribution: Attribution | Sequence[Attribution], *, standalone: bool = True,
+            title: str = "charpoet attribution") -> str:
+    """The highlighted text, legend and summary as HTML: a full page, or a ``<div>`` fragment (Jupyter).
+
+    Several attributions (e.g. the samples of one ``generate``) become one page, one block each.
+    """
+    items = [attribution] if isinstance(attribution, Attribution) else list(attribution)
+    body = "\n<hr>\n".join(_html_body(att) for att in items)
     if not standalone:
         return body
     return (

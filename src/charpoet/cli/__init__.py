@@ -1,4 +1,4 @@
-"""Command-line interface: ``charpoet train | generate``.
+"""Command-line interface: ``charpoet train | generate | attribute``.
 
 Thin typer commands over the library. ``CharpoetCLI.main`` is the one place where errors
 become output: a user error (bad option, missing file, corrupt run) prints ``error: ...``
@@ -62,7 +62,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from charpoet.cli import generate as _generate  # noqa: E402,F401  (registers commands)
+from charpoet.cli import attribute as _attribute  # noqa: E402,F401  (registers commands)
+from charpoet.cli import generate as _generate  # noqa: E402,F401
 from charpoet.cli import train as _train  # noqa: E402,F401
 
 

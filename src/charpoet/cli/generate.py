@@ -1,10 +1,10 @@
-"""``charpoet generate``: sample text from a trained run."""
+"""``charpoet generate``: sample text from a trained run, with its verbatim copies highlighted."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,6 +25,9 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Random seed for reproducible samples.", show_default=False)] = None,
     weights: Annotated[str, typer.Option(help="best (lowest validation loss) or last.")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    highlight: Annotated[bool, typer.Option(help="Highlight verbatim copies of the training sources (on a terminal; a summary line otherwise).")] = True,
+    min_quote: Annotated[int, typer.Option(help="Shortest verbatim copy to highlight, in characters.")] = 20,
+    html: Annotated[Path | None, typer.Option(help="Also write the highlighted samples as a standalone HTML page.", show_default=False)] = None,
 ) -> None:
     """Generate text from a trained run, streaming it as it is written."""
     from charpoet.sample import SampleOptions, load
@@ -41,21 +44,83 @@ def generate(
     options = SampleOptions(length, temperature, top_k, top_p, num_samples, seed).validate()
     if device not in ("auto", "cpu", "cuda", "mps"):
         raise ConfigError(f"--device must be one of auto, cpu, cuda, mps; got {device!r}")
+    if min_quote < 1:
+        raise ConfigError(f"--min-quote must be >= 1, got {min_quote}")
     lm = load(checkpoint_path, weights=weights, device=device)
     prime = prime if prime is not None else "\n"
-    stream = lm.stream(prime, options)
+    stream = lm.stream(prime, options)  # checks the prime before anything is printed
+    index = None
+    if highlight or html is not None:
+        from charpoet.attribution import index_for_run
+
+        index = index_for_run(checkpoint_path)  # built once per run, then cached there
+
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    if highlight and console.is_terminal:
+        samples = _live(console, stream, prime, num_samples, index, min_quote)
+    else:
+        samples = _plain(stream, prime, num_samples)
+    attributions = [index.attribute(s, min_quote) for s in samples] if index is not None else []
+    if highlight and not console.is_terminal:
+        for i, att in enumerate(attributions, 1):
+            longest = att.longest
+            where = f", longest {longest.length} from {att.sources[longest.source].title}" if longest else ""
+            label = f"sample {i}: " if num_samples > 1 else ""
+            print(f"{label}{att.copy_rate:.1%} copied verbatim ({len(att.spans)} spans of {min_quote}+ chars{where})",
+                  file=sys.stderr)
+    if html is not None:
+        from charpoet.render import to_html
+
+        html.write_text(to_html(attributions, title=f"charpoet samples from {checkpoint_path}"), encoding="utf-8")
+
+
+def _plain(stream: Any, prime: str, num_samples: int) -> list[str]:
+    """Stream one sample to stdout as it is written; several are printed when done."""
     out = sys.stdout
+    samples: list[list[str]] = [[] for _ in range(num_samples)]
     if num_samples == 1:
         out.write(prime)
-        for pieces in stream:
-            out.write(pieces[0])
-            out.flush()
-        out.write("\n")
-        return
-    samples = [[] for _ in range(num_samples)]
     for pieces in stream:
         for sample, piece in zip(samples, pieces):
             sample.append(piece)
-    for i, sample in enumerate(samples, 1):
-        out.write(f"--- sample {i} ---\n{prime}{''.join(sample)}\n")
+        if num_samples == 1:
+            out.write(pieces[0])
+            out.flush()
+    texts = ["".join(s) for s in samples]
+    if num_samples == 1:
+        out.write("\n")
+    else:
+        for i, text in enumerate(texts, 1):
+            out.write(f"--- sample {i} ---\n{prime}{text}\n")
     out.flush()
+    return texts
+
+
+def _live(console: Any, stream: Any, prime: str, num_samples: int, index: Any, min_quote: int) -> list[str]:
+    """Show the samples growing on the terminal, then replace them with their highlighted versions."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.rule import Rule
+    from rich.text import Text
+
+    from charpoet.render import to_rich
+
+    texts = [Text(prime, style="bold") for _ in range(num_samples)]
+    samples: list[list[str]] = [[] for _ in range(num_samples)]
+
+    def view(parts: list[Any]) -> Group:
+        if num_samples == 1:
+            return Group(*parts)
+        return Group(*[g for i, p in enumerate(parts, 1) for g in (Rule(f"sample {i}"), p)])
+
+    with Live(view(texts), console=console, refresh_per_second=12, vertical_overflow="visible") as live:
+        for pieces in stream:
+            for text, sample, piece in zip(texts, samples, pieces):
+                text.append(piece)
+                sample.append(piece)
+            live.update(view(texts))
+        finals = ["".join(s) for s in samples]
+        live.update(view([to_rich(index.attribute(t, min_quote), prefix=prime) for t in finals]))
+    return finals

@@ -1,0 +1,51 @@
+"""``charpoet attribute``: highlight the verbatim copies of a library's sources in any text."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from charpoet.cli import app
+from charpoet.errors import ConfigError
+
+
+@app.command()
+def attribute(
+    file: Annotated[str, typer.Argument(help="Text file to check, or - for standard input.")] = "-",
+    checkpoint_path: Annotated[Path | None, typer.Option(help="Run whose sources to check against.", show_default=False)] = None,
+    text_path: Annotated[list[str] | None, typer.Option(help="Source files, directories or globs instead of a run (repeatable).", show_default=False)] = None,
+    min_quote: Annotated[int, typer.Option(help="Shortest verbatim copy to highlight, in characters.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print spans (start, end, source, offset) and metrics as JSON.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Also write a standalone HTML page.", show_default=False)] = None,
+) -> None:
+    """Find the passages of a text that occur verbatim in a run's sources (or in --text-path files)."""
+    from charpoet.attribution import CorpusIndex, index_for_run
+    from charpoet.corpus import library_from_paths, read_text_file
+
+    if (checkpoint_path is None) == (not text_path):
+        raise ConfigError("give either --checkpoint-path RUN or --text-path SOURCES to check against")
+    text = sys.stdin.read() if file == "-" else read_text_file(file)
+    if checkpoint_path is not None:
+        from charpoet.checkpoint import RunDir
+
+        RunDir(checkpoint_path).require()
+        index = index_for_run(checkpoint_path)
+    else:
+        index = CorpusIndex.build(library_from_paths(text_path or []))
+    result = index.attribute(text, min_quote)
+    if html is not None:
+        from charpoet.render import to_html
+
+        html.write_text(to_html(result), encoding="utf-8")
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+
+    from charpoet.render import to_rich
+
+    Console(highlight=False, soft_wrap=True).print(to_rich(result))
