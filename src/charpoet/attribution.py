@@ -48,33 +48,35 @@ _OFFS = np.arange(8)
 class CorpusIndex:
     """Suffix-array index of a library's sources for verbatim-span lookup."""
 
-    def __init__(self, corpus: np.ndarray, sa: np.ndarray, starts: np.ndarray, block_chars: np.ndarray,
+    def __init__(self, data: bytes, sa: np.ndarray, starts: np.ndarray, block_chars: np.ndarray,
                  sources: tuple[SourceInfo, ...], fingerprint: str):
-        self.corpus = corpus  # (n + CAP,) uint8, padded with 0xFF
-        self.n = len(corpus) - CAP
+        self._bytes = data  # the corpus, padded with CAP bytes of 0xFF (sliced by bisect keys)
+        self.corpus = np.frombuffer(data, dtype=np.uint8)  # (n + CAP,) the same bytes, no copy
+        self.n = len(data) - CAP
         self.sa = sa  # (n,) suffix array
         self.starts = starts  # (S + 1,) byte offset where each source begins; last = n
         self.block_chars = block_chars  # characters (and separators) before each _BLOCK-byte block
         self.sources = sources
         self.fingerprint = fingerprint
-        self._bytes = corpus.tobytes()  # for bisect with byte-slice keys
-        self.keys = _first_words(corpus, sa)  # (n,) uint64: first 8 bytes of each suffix, sorted
+        self.keys = _first_words(self.corpus, sa)  # (n,) uint64: first 8 bytes of each suffix, sorted
 
     # --- building, saving, loading ----------------------------------------------------------
     @classmethod
     def build(cls, library: Library) -> CorpusIndex:
         import pydivsufsort
 
-        parts = [s.text.encode("utf-8") for s in library.sources]
-        joined = b"".join(p + bytes([SEP]) for p in parts)
-        corpus = np.frombuffer(joined + bytes([SEP]) * CAP, dtype=np.uint8)
-        sa = pydivsufsort.divsufsort(joined)
-        lengths = np.array([len(p) + 1 for p in parts], dtype=np.int64)
+        parts = [s.text.encode("utf-8") + bytes([SEP]) for s in library.sources]
+        lengths = np.array([len(p) for p in parts], dtype=np.int64)
+        data = b"".join(parts) + bytes([SEP]) * CAP  # the only full copy of the text kept
+        del parts
+        n = len(data) - CAP
+        sa = pydivsufsort.divsufsort(data[:n])
         starts = np.concatenate([[0], np.cumsum(lengths)])
-        is_char = (corpus[: len(joined)] & 0xC0) != 0x80  # a byte that starts a character
-        block_chars = np.concatenate([[0], np.cumsum(is_char)])[::_BLOCK].astype(np.int64)
+        is_char = (np.frombuffer(data, dtype=np.uint8, count=n) & 0xC0) != 0x80  # starts a character
+        per_block = np.add.reduceat(is_char, np.arange(0, n, _BLOCK), dtype=np.int64) if n else np.zeros(0, np.int64)
+        block_chars = np.concatenate([[0], np.cumsum(per_block)]).astype(np.int64)
         sources = tuple(SourceInfo(s.name, s.title) for s in library.sources)
-        return cls(corpus, sa, starts, block_chars, sources, library.fingerprint())
+        return cls(data, sa, starts, block_chars, sources, library.fingerprint())
 
     def save(self, path: str | Path, built_from: str = "") -> None:
         """Write the index atomically; ``built_from`` records a digest of the file it was built from."""
@@ -82,7 +84,7 @@ class CorpusIndex:
 
         meta = {"format": _FORMAT, "fingerprint": self.fingerprint, "built_from": built_from,
                 "sources": json.dumps([[s.name, s.title] for s in self.sources])}
-        tensors = {"corpus": self.corpus, "sa": self.sa, "starts": self.starts, "block_chars": self.block_chars}
+        tensors = {"corpus": self.corpus.copy(), "sa": self.sa, "starts": self.starts, "block_chars": self.block_chars}
         atomic_write_bytes(path, save(tensors, metadata=meta))
 
     @classmethod
@@ -101,12 +103,13 @@ class CorpusIndex:
             sources = tuple(SourceInfo(name, title) for name, title in json.loads(meta["sources"]))
         except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"attribution index {path} is unreadable: {exc}") from None
-        return cls(arrays["corpus"], arrays["sa"], arrays["starts"], arrays["block_chars"], sources, meta["fingerprint"])
+        return cls(arrays["corpus"].tobytes(), arrays["sa"], arrays["starts"], arrays["block_chars"], sources,
+                   meta["fingerprint"])
 
     @property
     def nbytes(self) -> int:
         """Memory held by the index arrays."""
-        arrays = (self.corpus, self.sa, self.keys, self.starts, self.block_chars)
+        arrays = (self.sa, self.keys, self.starts, self.block_chars)
         return sum(a.nbytes for a in arrays) + len(self._bytes)
 
     # --- lookup ---------------------------------------------------------------------------
@@ -261,7 +264,7 @@ def _words(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return buf[pos[:, None] + _OFFS].view(">u8").ravel().astype(np.uint64)
 
 
-def _first_words(corpus: np.ndarray, sa: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+def _first_words(corpus: np.ndarray, sa: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
     """First 8 bytes of every suffix in suffix-array order, in chunks to bound memory."""
     keys = np.empty(len(sa), dtype=np.uint64)
     for i in range(0, len(sa), chunk):
