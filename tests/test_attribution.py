@@ -1,4 +1,5 @@
-"""The indexed attribution against a naive oracle: the seeds' repeated substring scan."""
+"""The indexed attribution against a naive oracle: the seeds' repeated substring scan
+(``charpoet.attribution_reference.seeds_scan``)."""
 
 import math
 
@@ -7,31 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charpoet.attribution import CAP, CorpusIndex
+from charpoet.attribution_reference import seeds_scan
 from charpoet.corpus import Library, Source, library_from_paths
 from charpoet.errors import CheckpointError, ConfigError
-
-
-def naive_spans(text: str, sources: list[str], min_len: int) -> list[tuple[int, int, int, int, int]]:
-    """ml-indie-tools' source_highlight rule, written plainly: (start, end, source, offset, also_in)."""
-    spans, i = [], 0
-    while i < len(text):
-        best, best_source = 0, None
-        for index, source in enumerate(sources):
-            p = min_len
-            if p <= len(text) - i and text[i : i + p] in source:
-                p += 1
-                while p <= len(text) - i and text[i : i + p] in source:
-                    p += 1
-                if p - 1 > best:
-                    best, best_source = p - 1, index
-        if best_source is None:
-            i += 1
-            continue
-        passage = text[i : i + best]
-        also = sum(passage in s for k, s in enumerate(sources) if k != best_source)
-        spans.append((i, i + best, best_source, sources[best_source].find(passage), also))
-        i += best
-    return spans
 
 
 def naive_novelty(text: str, sources: list[str], length: int) -> float:
@@ -48,7 +27,7 @@ def index_of(*texts: str) -> CorpusIndex:
 def check(texts: list[str], query: str, min_len: int) -> None:
     got = index_of(*texts).attribute(query, min_len)
     spans = [(s.start, s.end, s.source, s.source_offset, s.also_in) for s in got.spans]
-    assert spans == naive_spans(query, texts, min_len)
+    assert spans == seeds_scan(query, texts, min_len)
     for length in (1, 2, 3, 5, 8, 13):
         expected = naive_novelty(query, texts, length)
         actual = got.novelty[length - 1]
@@ -121,7 +100,7 @@ def test_real_text_agrees_with_the_oracle(shared_corpora):
     query = text[1000:1050] + "zqx wibble " + text[5000:5019] + text[9000:9200] + " plonk\n" + text[400:425]
     got = index.attribute(query, 20)
     assert [(s.start, s.end, s.source, s.source_offset) for s in got.spans] == \
-        [t[:4] for t in naive_spans(query, [text], 20)]
+        [t[:4] for t in seeds_scan(query, [text], 20)]
     assert got.copy_rate > 0.5 and got.longest.length >= 190
 
 
