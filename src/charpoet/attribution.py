@@ -121,7 +121,7 @@ class CorpusIndex:
         qbuf = np.frombuffer(query + bytes(CAP), dtype=np.uint8)
         char_pos = np.flatnonzero((qbuf[: len(query)] & 0xC0) != 0x80)  # byte offset of each character
         char_end = np.append(char_pos[1:], len(query))  # byte offset where each character ends
-        match_bytes, _ = self._longest_matches(qbuf, char_pos, len(query))
+        match_bytes = self._longest_matches(qbuf, char_pos, len(query))
         # Characters fully inside each match: a match may stop in the middle of a character.
         match_chars = np.searchsorted(char_end, char_pos + match_bytes, side="right") - np.arange(len(char_pos))
         spans = []
@@ -141,8 +141,8 @@ class CorpusIndex:
                 i += 1
         return Attribution(text, tuple(spans), self.sources, min_len, _novelty(match_chars))
 
-    def _longest_matches(self, qbuf: np.ndarray, qpos: np.ndarray, qlen: int) -> tuple[np.ndarray, np.ndarray]:
-        """Longest match (bytes, capped at CAP) of every query suffix qbuf[qpos:], and a suffix index holding it."""
+    def _longest_matches(self, qbuf: np.ndarray, qpos: np.ndarray, qlen: int) -> np.ndarray:
+        """Longest match in bytes (capped at CAP) of every query suffix qbuf[qpos:]."""
         n = self.n
         # Level 1: suffixes whose first 8 bytes equal the query's, by one searchsorted on the keys.
         # (Sorted queries make searchsorted walk the 8n-byte key array in order: ~4x faster.)
@@ -161,14 +161,11 @@ class CorpusIndex:
             hi[active[~greater]] = mid[~greater]
             active = active[lo[active] < hi[active]]
         best = np.zeros(len(qpos), dtype=np.int64)
-        where = np.zeros(len(qpos), dtype=np.int64)
         for neighbour in (lo - 1, lo):  # the longest match is next to the insertion point
             rows = np.flatnonzero((neighbour >= 0) & (neighbour < n))
             _, lcp = self._compare(qbuf, qpos[rows], self.sa[neighbour[rows]])
-            better = lcp > best[rows]
-            best[rows[better]] = lcp[better]
-            where[rows[better]] = neighbour[rows[better]]
-        return np.minimum(best, qlen - qpos), where
+            best[rows] = np.maximum(best[rows], lcp)
+        return np.minimum(best, qlen - qpos)
 
     def _compare(self, qbuf: np.ndarray, qpos: np.ndarray, cpos: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Compare query suffixes with corpus suffixes over CAP bytes: (sign, common prefix length).

@@ -24,7 +24,7 @@ import torch
 from charpoet.checkpoint import RunDir
 from charpoet.config import RunConfig
 from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError
-from charpoet.model import RNNLM, State
+from charpoet.model import RNNLM
 from charpoet.tokenizer import Tokenizer
 from charpoet.train import resolve_device
 
@@ -137,13 +137,6 @@ class LanguageModel:
             return last.argmax(-1)
         probs = filter_logits(last, opts.temperature, opts.top_k, opts.top_p).softmax(-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
-    def state_after(self, text: str) -> State:
-        """Hidden state after reading ``text`` (for callers that continue it themselves)."""
-        ids = self.encode_prime(text).to(self.device).unsqueeze(0)
-        with torch.no_grad():
-            _, state = self.model(ids)
-        return state
 
 
 def load(run_dir: str | Path, weights: str = "best", device: str = "auto") -> LanguageModel:
