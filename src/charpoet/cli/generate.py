@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from charpoet.cli import app
+from charpoet.config import DEVICES
 from charpoet.errors import ConfigError, CorpusError
 
 
@@ -42,8 +43,8 @@ def generate(
         except CorpusError as exc:
             raise ConfigError(f"--prime-file: {exc}") from None
     options = SampleOptions(length, temperature, top_k, top_p, num_samples, seed).validate()
-    if device not in ("auto", "cpu", "cuda", "mps"):
-        raise ConfigError(f"--device must be one of auto, cpu, cuda, mps; got {device!r}")
+    if device not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
     if min_quote < 1:
         raise ConfigError(f"--min-quote must be >= 1, got {min_quote}")
     lm = load(checkpoint_path, weights=weights, device=device)
