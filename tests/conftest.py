@@ -71,3 +71,5 @@ def tiny_config():
         ).validate()
 
     return build
+
+from gutenberg_server import gutenberg_mirror_dir, gutenberg_server  # noqa: E402,F401

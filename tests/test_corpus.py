@@ -178,7 +178,7 @@ def test_library_name_from_single_file_or_given(tmp_path: Path) -> None:
 def test_load_library_from_files_and_conflict(tmp_path: Path) -> None:
     f = write(tmp_path / "x.txt", "hello")
     assert load_library([str(f)]).sources[0].text == "hello"
-    with pytest.raises(CorpusError, match="not both"):
+    with pytest.raises(CorpusError, match="only one of --text-path and --corpus"):
         load_library([str(f)], corpus="shakespeare")
 
 

@@ -75,7 +75,8 @@ class CorpusIndex:
         is_char = (np.frombuffer(data, dtype=np.uint8, count=n) & 0xC0) != 0x80  # starts a character
         per_block = np.add.reduceat(is_char, np.arange(0, n, _BLOCK), dtype=np.int64) if n else np.zeros(0, np.int64)
         block_chars = np.concatenate([[0], np.cumsum(per_block)]).astype(np.int64)
-        sources = tuple(SourceInfo(s.name, s.title) for s in library.sources)
+        sources = tuple(SourceInfo(s.name, f"{s.title}, by {s.author}" if s.author else s.title)
+                        for s in library.sources)
         return cls(data, sa, starts, block_chars, sources, library.fingerprint())
 
     def save(self, path: str | Path, built_from: str = "") -> None:

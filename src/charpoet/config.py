@@ -52,7 +52,8 @@ class DataConfig:
     """Where the text comes from, how it is tokenized and batched."""
 
     text_path: list[str] = field(default_factory=list)  # files, directories, globs
-    corpus: str = "shakespeare"  # built-in corpus used when text_path is empty
+    library: str = ""  # a book library (`charpoet corpus add`): name or directory
+    corpus: str = "shakespeare"  # built-in corpus used when neither text_path nor library is set
     tokenizer: str = "char"  # char | word
     max_vocab: int = 10_000  # word tokenizer: most frequent tokens kept, rest -> <unk>
     valid_fraction: float = 0.1  # last fraction of every source held out
@@ -60,6 +61,8 @@ class DataConfig:
     seq_len: int = 128  # truncated BPTT length
 
     def validate(self) -> None:
+        if self.text_path and self.library:
+            raise ConfigError("give either --text-path or --library, not both")
         _choice("tokenizer", self.tokenizer, TOKENIZERS)
         _at_least("max-vocab", self.max_vocab, 2)
         if not 0.0 < self.valid_fraction < 1.0:

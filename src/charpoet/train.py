@@ -179,7 +179,11 @@ def prepare_run(
             "or choose another --checkpoint-path"
         )
     if library is None:
-        library = load_library(config.data.text_path or None, None if config.data.text_path else config.data.corpus)
+        data = config.data
+        if data.text_path or data.library:
+            library = load_library(data.text_path or None, library=data.library or None)
+        else:
+            library = load_library(corpus=data.corpus)
     # The vocabulary covers the whole library (as nanoGPT and word_language_model do), so
     # a character that only occurs in a validation part can still be evaluated.
     tokenizer = build_tokenizer(config.data.tokenizer, (s.text for s in library), config.data.max_vocab)

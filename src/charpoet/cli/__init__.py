@@ -1,4 +1,4 @@
-"""Command-line interface: ``charpoet train | generate | attribute``.
+"""Command-line interface: ``charpoet train | generate | attribute | corpus``.
 
 Thin typer commands over the library. ``CharpoetCLI.main`` is the one place where errors
 become output: a user error (bad option, missing file, corrupt run) prints ``error: ...``
@@ -28,6 +28,8 @@ class CharpoetCLI(TyperGroup):
                 super().main(args, prog_name or "charpoet", standalone_mode=False, **extra)
             except CharpoetError as exc:
                 _fail(str(exc), 2)
+            except click_exceptions.NoArgsIsHelpError:
+                sys.exit(0)  # a command group run bare: its help is already on the screen
             except click_exceptions.UsageError as exc:
                 _fail(exc.format_message(), 2)
             except click_exceptions.ClickException as exc:
@@ -63,6 +65,7 @@ app = typer.Typer(
 )
 
 from charpoet.cli import attribute as _attribute  # noqa: E402,F401  (registers commands)
+from charpoet.cli import corpus as _corpus  # noqa: E402,F401
 from charpoet.cli import generate as _generate  # noqa: E402,F401
 from charpoet.cli import train as _train  # noqa: E402,F401
 

@@ -13,6 +13,7 @@ from charpoet.checkpoint import RunDir, check_compatible
 from charpoet.cli import app
 from charpoet.cli.progress import TrainDisplay
 from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from charpoet.errors import ConfigError
 
 DATA, MODEL, OPTIM, OUTPUT = "Data", "Model", "Optimisation", "Run and output"
 
@@ -24,7 +25,8 @@ def _opt(help: str, panel: str, *names: str) -> Any:
 @app.command()
 def train(
     text_path: Annotated[list[str] | None, _opt("Text file, directory or glob (repeatable). Default: the built-in corpus.", DATA)] = None,
-    corpus: Annotated[str | None, _opt("Built-in corpus when no --text-path is given [default: shakespeare].", DATA)] = None,
+    library: Annotated[str | None, _opt("Book library built with `charpoet corpus add`: a name or a directory.", DATA)] = None,
+    corpus: Annotated[str | None, _opt("Built-in corpus when neither --text-path nor --library is given [default: shakespeare].", DATA)] = None,
     tokenizer: Annotated[str | None, _opt("char or word [default: char].", DATA)] = None,
     max_vocab: Annotated[int | None, _opt("Word tokenizer: vocabulary cap, rest is <unk> [default: 10000].", DATA)] = None,
     valid_fraction: Annotated[float | None, _opt("Last fraction of every source held out [default: 0.1].", DATA)] = None,
@@ -54,18 +56,21 @@ def train(
 ) -> None:
     """Train a model; Ctrl-C stops cleanly and keeps the last state."""
     given = {k: v for k, v in locals().items() if v is not None}
+    named = [f"--{k.replace('_', '-')}" for k in ("text_path", "library", "corpus") if given.get(k)]
+    if len(named) > 1:
+        raise ConfigError(f"give only one of {' and '.join(named)}")
     overrides = _overrides(given)
     run = RunDir(checkpoint_path)
-    library = None
+    texts = None  # texts named on restore, to check against the run's own
     if restore:
         stored = run.require().read_config()
         check_compatible(stored, overrides)
         # Texts named on restore are only checked against the run's own stored library.
-        sources = {k: overrides["data"].pop(k) for k in ("text_path", "corpus") if k in overrides["data"]}
+        sources = {k: overrides["data"].pop(k) for k in ("text_path", "corpus", "library") if k in overrides["data"]}
         if sources:
             from charpoet.corpus import load_library
 
-            library = load_library(sources.get("text_path"), sources.get("corpus"))
+            texts = load_library(sources.get("text_path"), sources.get("corpus"), sources.get("library"))
         config = _apply(stored, overrides)
     else:
         config = _apply(RunConfig(), overrides)
@@ -76,7 +81,7 @@ def train(
     handler = _log_to(log_path or run.path / "train.log")
     try:
         with TrainDisplay() as display:
-            result = train_run(config, run.path, restore=restore, library=library, on_event=display)
+            result = train_run(config, run.path, restore=restore, library=texts, on_event=display)
     finally:
         logging.getLogger("charpoet").removeHandler(handler)
         handler.close()

@@ -19,10 +19,21 @@ __all__ = [
 DEFAULT_CORPUS = "shakespeare"
 
 
-def load_library(text_paths: Sequence[str] | None = None, corpus: str | None = None) -> Library:
-    """Read ``text_paths`` if any are given, else the built-in ``corpus`` (default shakespeare)."""
+def load_library(
+    text_paths: Sequence[str] | None = None, corpus: str | None = None, library: str | None = None
+) -> Library:
+    """Read ``text_paths``, or a book ``library`` (name or directory), or the built-in ``corpus``.
+
+    At most one of them may be given; with none, the built-in shakespeare corpus.
+    """
+    given = [flag for flag, value in (("--text-path", text_paths), ("--corpus", corpus),
+                                      ("--library", library)) if value]
+    if len(given) > 1:
+        raise CorpusError(f"give only one of {' and '.join(given)}")
     if text_paths:
-        if corpus is not None:
-            raise CorpusError("give either text files or a built-in corpus, not both")
         return library_from_paths(text_paths)
+    if library:
+        from charpoet.corpus.gutenberg import open_library
+
+        return open_library(library).load()
     return load_builtin(corpus or DEFAULT_CORPUS)

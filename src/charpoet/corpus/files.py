@@ -96,24 +96,44 @@ def _check_binary(data: bytes, origin: str) -> None:
         raise BinaryFileError(f"{origin}: binary file ({share})")
 
 
-def decode_text(data: bytes, origin: str) -> str:
-    """Decode and normalize file bytes; ``origin`` names the file in errors and warnings."""
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Decode ``data`` as UTF-8 (BOM dropped), else Windows-1252 or ISO-8859-1.
+
+    Returns ``(text, encoding)``; newlines and Unicode normal form are left as they are.
+    Windows-1252 is chosen when bytes 0x80-0x9F that it defines occur (they are control
+    codes in ISO-8859-1, which real text never uses).
+    """
     if data.startswith(_BOM):
         data = data[len(_BOM):]
-    if not data.strip():
-        raise CorpusError(f"{origin}: file is empty")
-    _check_binary(data, origin)
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8"), "UTF-8"
     except UnicodeDecodeError:
-        if any(b in _CP1252_C1 for b in data):
-            encoding, text = "Windows-1252", data.decode("latin-1").translate(_CP1252_TABLE)
-        else:
-            encoding, text = "ISO-8859-1", data.decode("latin-1")
-        warnings.warn(f"{origin}: not valid UTF-8; decoded as {encoding}", CharpoetWarning,
-                      stacklevel=3)
+        pass
+    if any(b in _CP1252_C1 for b in data):
+        return data.decode("latin-1").translate(_CP1252_TABLE), "Windows-1252"
+    return data.decode("latin-1"), "ISO-8859-1"
+
+
+def normalize_text(text: str) -> str:
+    """Line endings to ``\\n`` and Unicode to NFC."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return unicodedata.normalize("NFC", text)
+
+
+def decode_text(data: bytes, origin: str, *, warn_legacy: bool = True) -> str:
+    """Decode and normalize file bytes; ``origin`` names the file in errors and warnings.
+
+    Empty and binary data are errors; a legacy 8-bit encoding gives a ``CharpoetWarning``
+    unless ``warn_legacy`` is false (for sources known to be 8-bit, like Gutenberg ``-8.txt``).
+    """
+    if not data.removeprefix(_BOM).strip():
+        raise CorpusError(f"{origin}: file is empty")
+    _check_binary(data.removeprefix(_BOM), origin)
+    text, encoding = decode_bytes(data)
+    if encoding != "UTF-8" and warn_legacy:
+        warnings.warn(f"{origin}: not valid UTF-8; decoded as {encoding}", CharpoetWarning,
+                      stacklevel=3)
+    return normalize_text(text)
 
 
 def read_text_file(path: str | os.PathLike[str]) -> str:

@@ -30,6 +30,7 @@ class Source:
     title: str
     text: str
     path: str | None = None
+    author: str = ""
 
     def __len__(self) -> int:
         return len(self.text)
@@ -92,7 +93,8 @@ class Library:
             "name": self.name,
             "fingerprint": self.fingerprint(),
             "sources": [
-                {"name": s.name, "title": s.title, "path": s.path, "text": s.text}
+                {"name": s.name, "title": s.title, "author": s.author, "path": s.path,
+                 "text": s.text}
                 for s in self.sources
             ],
         }
@@ -106,7 +108,8 @@ class Library:
             raise CorpusError(f"unsupported library version {d.get('version')!r}")
         try:
             sources = tuple(
-                Source(name=s["name"], title=s["title"], text=s["text"], path=s.get("path"))
+                Source(name=s["name"], title=s["title"], text=s["text"], path=s.get("path"),
+                       author=s.get("author", ""))
                 for s in d["sources"]
             )
             library = cls(name=d["name"], sources=sources)
@@ -115,7 +118,7 @@ class Library:
         if not isinstance(library.name, str):
             raise CorpusError("malformed library data (name)")
         for s in library.sources:
-            fields = (s.name, s.title, s.text)
+            fields = (s.name, s.title, s.text, s.author)
             if not all(isinstance(v, str) for v in fields) or not isinstance(s.path, str | None):
                 raise CorpusError(f"malformed library data (source {s.name!r})")
         expected = d.get("fingerprint")
@@ -131,8 +134,8 @@ class Library:
             "num_chars": self.num_chars,
             "fingerprint": self.fingerprint(),
             "sources": [
-                {"name": s.name, "title": s.title, "path": s.path, "num_chars": len(s),
-                 "sha256": s.sha256}
+                {"name": s.name, "title": s.title, "author": s.author, "path": s.path,
+                 "num_chars": len(s), "sha256": s.sha256}
                 for s in self.sources
             ],
         }
