@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test install dev bench-speed bench-quality clean
+.PHONY: demo test install dev bench-speed bench-quality bench-clean clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench-speed: install
 
 bench-quality: install
 	$(BIN)/python benchmarks/train_shakespeare.py quality --with-plain
+
+# c-w/gutenberg's strip_headers (as shipped in gutenbergpy) for comparison; textget needs only
+# future and chardet, so gutenbergpy's catalogue dependencies (lxml, pymongo) are skipped.
+bench-clean: install
+	$(BIN)/python -m pip install --quiet --no-deps gutenbergpy==0.3.5 future==1.0.0 chardet==7.7.0
+	$(BIN)/python benchmarks/gutenberg_clean.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -39,6 +39,8 @@ def test_search(gutenberg_server) -> None:
     assert "showing 3" in french.stderr
     rows = [json.loads(line) for line in ok(cli("corpus", "search", "moby", "--json", *mirror)).stdout.splitlines()]
     assert {r["id"] for r in rows} >= {15, 2701}
+    by_number = ok(cli("corpus", "search", "1342", "--json", *mirror)).stdout.splitlines()
+    assert [json.loads(line)["title"] for line in by_number] == ["Pride and Prejudice"]
     both = ok(cli("corpus", "search", "--author", "verne", "--language", "en", "--json", *mirror))
     assert all("en" in json.loads(line)["languages"] for line in both.stdout.splitlines())
     fails(cli("corpus", "search", "--language", "Klingon", *mirror), "unknown language")

@@ -64,11 +64,13 @@ def _search(catalog: Catalog, text: str | None, **fields: str | None) -> list[Bo
     if fields.get("language"):
         fields["language"] = language_code(fields["language"] or "")
     books = catalog.search(**{k: v for k, v in fields.items() if v})
-    if text:
+    if text:  # a bare word: in the title or an author's name, or a book number
         from charpoet.corpus.gutenberg_catalog import Catalog as _Catalog
 
-        anywhere = {b.id for b in _Catalog(books).search(title=text)}
-        anywhere |= {b.id for b in _Catalog(books).search(author=text)}
+        found = _Catalog(books)
+        anywhere = {b.id for b in found.search(title=text)} | {b.id for b in found.search(author=text)}
+        if text.strip().isdigit():
+            anywhere.add(int(text))
         books = [b for b in books if b.id in anywhere]
     return books
 
@@ -85,7 +87,7 @@ def _console(stderr: bool = False) -> Any:
 
 @corpus_app.command()
 def search(
-    text: Annotated[str | None, typer.Argument(help="Words in the title or the author's name.", show_default=False)] = None,
+    text: Annotated[str | None, typer.Argument(help="Words in the title or the author's name, or a book number.", show_default=False)] = None,
     author: Author = None, title: Title = None, language: Language = None, subject: Subject = None,
     bookshelf: Bookshelf = None,
     limit: Annotated[int, _opt("Show at most this many books (0 = all).")] = 25,
