@@ -163,3 +163,23 @@ def test_split(tmp_path: Path) -> None:
 def test_help(args) -> None:
     result = cli(*args)
     assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_local_mirror_directory(gutenberg_mirror_dir: Path) -> None:
+    # a local mirror: a dirs tree at the root, cache/epub and files trees, a catalog built from RDF
+    found = ok(cli("corpus", "search", "--author", "austen", "--mirror", gutenberg_mirror_dir))
+    assert "Pride and Prejudice" in found.stdout and "found in 4" in found.stderr
+    added = ok(cli("corpus", "add", "1342", "800", "--library", "local", "--mirror", gutenberg_mirror_dir))
+    assert added.stdout.count("added") == 2 and "Jane Austen" in added.stdout
+    failed = fails(cli("corpus", "add", "2701", "--library", "local", "--mirror", gutenberg_mirror_dir),
+                   "could not be added")
+    assert "no plain-text file" in failed.stdout
+
+
+def test_clean_from_standard_input(shared_corpora: Path) -> None:
+    raw = (shared_corpora / "gutenberg" / "raw" / "pg84-shelley-frankenstein-frank15-2003.txt").read_bytes()
+    result = CliRunner().invoke(app, ["corpus", "clean", "-", "--explain"], input=raw)
+    ok(result)
+    assert result.stdout.startswith("Frankenstein, or the Modern Prometheus\n")
+    assert result.stdout.endswith("lost in darkness and distance.\n")
+    assert "lines 1-" in result.stderr and "header" in result.stderr
