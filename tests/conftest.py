@@ -63,7 +63,7 @@ def tiny_config():
     from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
     def build(text_path: Path, **train: object) -> RunConfig:
-        t = {"learning_rate": 1e-2, "warmup_steps": 5, "num_epochs": 2.0, "eval_every": 20, "device": "cpu", **train}
+        t = {"learning_rate": 1e-2, "warmup_steps": 5, "num_epochs": 2.0, "stats_every": "20steps", "device": "cpu", **train}
         return RunConfig(
             model=ModelConfig(rnn_size=32, embedding_size=16, num_layers=2, drop_rate=0.1),
             data=DataConfig(text_path=[str(text_path)], batch_size=8, seq_len=32),

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from charpoet.cli import app
 
 SMALL = ["--rnn-size", "32", "--embedding-size", "16", "--batch-size", "8", "--seq-len", "32",
-         "--learning-rate", "0.01", "--warmup-steps", "5", "--eval-every", "25", "--device", "cpu"]
+         "--learning-rate", "0.01", "--warmup-steps", "5", "--stats-every", "25steps", "--device", "cpu"]
 
 
 def cli(*args):
@@ -90,7 +90,7 @@ def test_bad_inputs_give_one_line_errors(run, tmp_path):
         (["train", "--text-path", tiny, "--checkpoint-path", new, "--rnn-size", "abc"], ["--rnn-size"]),
         (["train", "--text-path", tiny, "--checkpoint-path", new, "--drop-rate", "1.5"], ["--drop-rate"]),
         (["train", "--text-path", tiny, "--checkpoint-path", new, "--bogus"], ["--bogus"]),
-        (["train", "--checkpoint-path", run, "--text-path", tiny], ["--restore"]),
+        (["train", "--checkpoint-path", run, "--text-path", tiny], ["other texts", "--fresh"]),
         (["train", "--checkpoint-path", run, "--restore", "--rnn-size", "64"], ["--rnn-size 64", "32"]),
         (["train", "--checkpoint-path", run, "--restore", "--tokenizer", "word"], ["--tokenizer"]),
         (["train", "--checkpoint-path", tmp_path / "nowhere", "--restore"], ["does not exist"]),

@@ -69,7 +69,7 @@ def test_add_list_show_remove_and_train(gutenberg_server, tmp_path: Path) -> Non
     run = tmp_path / "run"
     ok(cli("train", "--library", "tiny", "--checkpoint-path", run, "--rnn-size", "16", "--embedding-size", "8",
            "--num-layers", "1", "--batch-size", "4", "--seq-len", "16", "--num-epochs", "0.002",
-           "--eval-every", "1000", "--device", "cpu"))
+           "--stats-every", "1000steps", "--device", "cpu"))
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["library"] == "tiny"
     from charpoet.checkpoint import RunDir

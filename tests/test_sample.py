@@ -19,7 +19,7 @@ def trained_run(tmp_path_factory):
     config = RunConfig(
         model=ModelConfig(rnn_size=32, embedding_size=16, drop_rate=0.0),
         data=DataConfig(text_path=[str(root / "text.txt")], batch_size=8, seq_len=32),
-        train=TrainConfig(learning_rate=1e-2, warmup_steps=5, num_epochs=4.0, eval_every=1000, device="cpu"),
+        train=TrainConfig(learning_rate=1e-2, warmup_steps=5, num_epochs=4.0, stats_every="1000steps", device="cpu"),
     )
     train(config, root / "run")
     return root / "run"

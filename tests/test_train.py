@@ -26,7 +26,7 @@ def _unigram_entropy(text: str) -> float:
 
 
 def test_loss_falls_well_below_unigram_entropy(tiny_corpus, tiny_config, tmp_path):
-    config = tiny_config(tiny_corpus, num_epochs=6.0, eval_every=1000)
+    config = tiny_config(tiny_corpus, num_epochs=6.0, stats_every="1000steps")
     result = train(config, tmp_path / "run")
     text = "".join(s.text for s in library_from_paths([str(tiny_corpus)]))
     final = result.history[-1]
@@ -42,7 +42,7 @@ def _weights(run: Path, name: str = "last.safetensors") -> dict[str, torch.Tenso
 
 @pytest.mark.parametrize("cell,layer_norm,precision", [("lstm", False, "auto"), ("gru", True, "fp32")])
 def test_resume_gives_the_same_weights_as_one_run(tiny_corpus, tiny_config, tmp_path, cell, layer_norm, precision):
-    config = tiny_config(tiny_corpus, num_epochs=1.0, eval_every=7, precision=precision)
+    config = tiny_config(tiny_corpus, num_epochs=1.0, stats_every="7steps", precision=precision)
     config = replace(config, model=replace(config.model, cell=cell, layer_norm=layer_norm))
     whole = train(config, tmp_path / "whole", stop_after_steps=26)
     first = train(config, tmp_path / "split", stop_after_steps=13)
@@ -73,12 +73,14 @@ def test_run_directory_holds_no_pickle(tiny_corpus, tiny_config, tmp_path):
     train(tiny_config(tiny_corpus, num_epochs=0.5), run)
     names = sorted(p.name for p in run.iterdir())
     assert names == ["best.safetensors", "config.json", "last.safetensors", "library.json.gz",
-                     "metrics.json", "vocab.json"]
+                     "metrics.json", "metrics.jsonl", "vocab.json"]
     for path in run.iterdir():
         raw = path.read_bytes()
         assert not raw.startswith(b"\x80"), f"{path.name} looks like a pickle"
         if path.suffix == ".json":
             json.loads(raw)
+        elif path.suffix == ".jsonl":
+            assert all(json.loads(line)["step"] >= 0 for line in raw.decode().splitlines())
         elif path.suffix == ".gz":
             json.loads(gzip.decompress(raw))
         else:
@@ -91,7 +93,7 @@ def test_run_directory_holds_no_pickle(tiny_corpus, tiny_config, tmp_path):
 
 def test_best_checkpoint_has_the_lowest_validation_loss(tiny_corpus, tiny_config, tmp_path):
     run = tmp_path / "run"
-    result = train(tiny_config(tiny_corpus, num_epochs=2.0, eval_every=10), run)
+    result = train(tiny_config(tiny_corpus, num_epochs=2.0, stats_every="10steps"), run)
     _, meta = RunDir(run).load_tensors("best.safetensors")
     assert meta["metrics"]["val_loss"] == min(h["val_loss"] for h in result.history)
     assert result.best_val_loss == meta["metrics"]["val_loss"]
@@ -105,7 +107,7 @@ def test_sigint_stops_cleanly_and_the_run_continues(tiny_corpus, tiny_config, tm
         if event.kind == "step" and event.step == 20:
             os.kill(os.getpid(), signal.SIGINT)
 
-    config = tiny_config(tiny_corpus, num_epochs=1.0, eval_every=1000)
+    config = tiny_config(tiny_corpus, num_epochs=1.0, stats_every="1000steps")
     result = train(config, run, on_event=interrupt, log_every=10)
     assert result.interrupted and result.step == 20
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
@@ -130,8 +132,8 @@ def test_a_new_run_never_overwrites_an_existing_one(tiny_corpus, tiny_config, tm
     run = tmp_path / "run"
     train(tiny_config(tiny_corpus, num_epochs=0.2), run)
     before = (run / "last.safetensors").read_bytes()
-    with pytest.raises(CheckpointError, match="--restore"):
-        train(tiny_config(tiny_corpus, num_epochs=0.2), run)
+    with pytest.raises(CheckpointError, match="--fresh"):
+        train(tiny_config(tiny_corpus, num_epochs=0.2), run, restore=False)
     assert (run / "last.safetensors").read_bytes() == before
 
 

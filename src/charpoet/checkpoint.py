@@ -5,6 +5,8 @@
       vocab.json         the tokenizer (characters or word list)
       library.json.gz    the sources the run trains on (names, titles, texts)
       metrics.json       evaluation history, one entry per evaluation
+      metrics.jsonl      every logged step and evaluation, one JSON object per line (appended;
+                         cut back to the snapshot's step when a run resumes)
       best.safetensors   weights with the lowest validation loss (plain state_dict keys)
       last.safetensors   model.* weights, optim.* AdamW state, rng.* generator states and
                          hidden.* carried TBPTT state; metadata "trainer" holds step, epoch,
@@ -20,6 +22,7 @@ never disagree.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from charpoet.errors import CharpoetError, CheckpointError, ConfigError
 from charpoet.tokenizer import Tokenizer, tokenizer_from_dict
 
 CONFIG, VOCAB, LIBRARY, METRICS = "config.json", "vocab.json", "library.json.gz", "metrics.json"
+METRICS_LOG = "metrics.jsonl"
 BEST, LAST = "best.safetensors", "last.safetensors"
 
 
@@ -114,6 +118,48 @@ class RunDir:
         if not isinstance(history, list):
             raise CheckpointError(f"{self.path / METRICS} is corrupt: not a list")
         return history
+
+    def append_metrics_log(self, record: dict[str, Any], sync: bool = False) -> None:
+        """Append one JSON line to ``metrics.jsonl``; ``sync`` also fsyncs the file."""
+        line = json.dumps(record, ensure_ascii=False, allow_nan=True) + "\n"
+        with open(self.path / METRICS_LOG, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
+
+    def read_metrics_log(self) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl``; a torn or malformed line (a killed process) is skipped."""
+        try:
+            lines = (self.path / METRICS_LOG).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{self.path / METRICS_LOG} is unreadable: {exc}") from None
+        records = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                records.append(record)
+        return records
+
+    def cut_metrics_log(self, step: int) -> None:
+        """Keep only the records up to ``step`` (what the snapshot being resumed had seen)."""
+        if not (self.path / METRICS_LOG).exists():
+            return
+        kept = [r for r in self.read_metrics_log() if r["step"] <= step]
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
+        atomic_write_bytes(self.path / METRICS_LOG, data.encode("utf-8"))
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete temporary files a killed process left behind (``.NAME.*.tmp``)."""
+        stale = [p for p in self.path.glob(".*.tmp") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
 
     # --- tensors ----------------------------------------------------------------------
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

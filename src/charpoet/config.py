@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from charpoet.cadence import Cadence
 from charpoet.errors import ConfigError
 
 CELLS = ("lstm", "gru")
@@ -83,7 +84,15 @@ class TrainConfig:
     clip_norm: float = 5.0  # global gradient norm; 0 disables clipping
     num_epochs: float = 20.0
     max_minutes: float = 0.0  # wall-clock budget; 0 means no limit
-    eval_every: int = 500  # steps between validation passes (and checkpoints)
+    stats_every: str = "3m"  # validation pass, statistics line, best checkpoint (duration or Nsteps)
+    snapshot_every: str = "3m"  # last.safetensors: what a restart (or kill -9) resumes from
+    sample_every: str = "10m"  # highlighted samples, once the training loss is below sample_below_loss
+    sample_below_loss: float = 1.5  # nats/token
+    sample_temperatures: list[float] = field(default_factory=lambda: [0.6, 0.8, 1.0])
+    sample_length: int = 400  # tokens per sample
+    early_stop_patience: int = 0  # stop after this many evaluations without a better val loss; 0 = off
+    nan_lr_factor: float = 0.5  # after a non-finite loss: roll back and scale the learning rate by this
+    max_rollbacks: int = 3  # consecutive rollbacks before giving up
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 (autocast for training steps)
@@ -103,7 +112,16 @@ class TrainConfig:
             raise ConfigError(f"--num-epochs must be > 0, got {self.num_epochs}")
         if self.max_minutes < 0:
             raise ConfigError(f"--max-minutes must be >= 0, got {self.max_minutes}")
-        _at_least("eval-every", self.eval_every, 1)
+        for flag, value in (("stats-every", self.stats_every), ("snapshot-every", self.snapshot_every),
+                            ("sample-every", self.sample_every)):
+            Cadence.parse(value, flag)
+        if not self.sample_temperatures or any(t < 0 for t in self.sample_temperatures):
+            raise ConfigError(f"--sample-temperatures must be numbers >= 0, got {self.sample_temperatures}")
+        _at_least("sample-length", self.sample_length, 1)
+        _at_least("early-stop-patience", self.early_stop_patience, 0)
+        if not 0.0 < self.nan_lr_factor < 1.0:
+            raise ConfigError(f"--nan-lr-factor must be in (0, 1), got {self.nan_lr_factor}")
+        _at_least("max-rollbacks", self.max_rollbacks, 0)
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
 
@@ -127,6 +145,11 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        train = d.get("train") if isinstance(d, dict) else None
+        if isinstance(train, dict) and "eval_every" in train:  # runs written before stats_every
+            d = {**d, "train": {k: v for k, v in train.items() if k != "eval_every"}}
+            d["train"].setdefault("stats_every", f"{int(train['eval_every'])}steps")
+            d["train"].setdefault("snapshot_every", f"{int(train['eval_every'])}steps")
         return from_dict(cls, d)
 
 

@@ -1,11 +1,14 @@
 """The training loop: stateful truncated BPTT with AdamW, a warm-up + cosine schedule,
-global-norm clipping, periodic evaluation and atomic checkpoints.
+global-norm clipping, and on their own cadences (a duration or a step count) evaluation,
+snapshots and samples.
 
 ``train(config, run_dir)`` starts a run; ``train(..., restore=True)`` continues one
 exactly where it stopped (weights, optimizer, schedule, data cursor, carried hidden
-state and random generators all come back). Progress is reported through ``on_event``
-callbacks; nothing here prints. SIGINT/SIGTERM stop the loop after the current step and
-save the last state, so Ctrl-C never loses work.
+state and random generators all come back); a killed process loses at most one snapshot
+interval. A non-finite loss or gradient never reaches the weights: the run rolls back to
+its last snapshot with a lower learning rate. Progress is reported through ``on_event``
+callbacks and ``metrics.jsonl``; nothing here prints. SIGINT/SIGTERM stop the loop after
+the current step and save the last state, so Ctrl-C never loses work.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from typing import Any
 
 import torch
 
-from charpoet.checkpoint import BEST, LAST, RunDir, TrainingState, load_training_state, save_training_state
-from charpoet.config import RunConfig, TrainConfig
+from charpoet.cadence import Cadence
+from charpoet.checkpoint import (
+    BEST, LAST, RunDir, TrainingState, check_compatible, load_training_state, save_training_state,
+)
+from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig
 from charpoet.corpus import Library, load_library
 from charpoet.data import StreamBatches, encode_library, eval_layout
 from charpoet.errors import CharpoetWarning, CheckpointError
@@ -39,7 +45,19 @@ LN2 = math.log(2.0)
 
 @dataclass
 class TrainEvent:
-    """What the loop reports: kind is start | step | eval | end."""
+    """What the loop reports; ``kind`` is one of:
+
+    start     ``info``: the run's description, ``run_dir``, ``start_step``
+    step      every ``log_every`` steps: ``loss``, ``lr``, ``chars_per_sec``; ``info["grad_norm"]``
+    eval      the statistics cadence: ``metrics`` (validation loss, bpc, accuracy, remaining
+              time ...); ``info["preview"]``: a training window ``y`` over the argmax ``yp``
+    snapshot  the last state was written (``info["path"]``)
+    sample    the sample cadence: ``info`` holds the live model, tokenizer, config, library,
+              temperatures, length and seed, for a callback to generate from (in eval mode,
+              restoring train mode, with its own random generator)
+    rollback  a non-finite loss or gradient: back to the last snapshot, learning rate scaled
+    end       ``info["stop_reason"]``: epochs, time, steps, interrupted, early-stop or diverged
+    """
 
     kind: str
     step: int
@@ -165,17 +183,20 @@ def prepare_run(
 ) -> tuple[RunConfig, Library, Tokenizer]:
     """Library and tokenizer of a new run, or the stored ones of a run being restored."""
     if restore:
-        run.require()
+        stored = run.require().read_config()
+        check_compatible(stored, {section: {key: getattr(getattr(config, section), key) for key in keys}
+                                  for section, keys in ARCHITECTURE_KEYS.items()})
+        config = replace(config, model=replace(config.model, vocab_size=stored.model.vocab_size))
         stored_library = run.read_library()
         if library is not None and library.fingerprint() != stored_library.fingerprint():
             raise CheckpointError(
-                f"the run in {run.path} was trained on other texts ({stored_library.name}); restore "
-                "it without --text-path, or start a new run in another --checkpoint-path"
+                f"the run in {run.path} was trained on other texts ({stored_library.name}); continue "
+                "it without --text-path, start over with --fresh, or use another --checkpoint-path"
             )
         return config, stored_library, run.read_vocab()
     if run.exists():
         raise CheckpointError(
-            f"{run.path} already holds a run; pass --restore to continue it, "
+            f"{run.path} already holds a run; continue it (the default), start over with --fresh, "
             "or choose another --checkpoint-path"
         )
     if library is None:
@@ -195,7 +216,7 @@ def train(
     config: RunConfig,
     run_dir: str | Path,
     *,
-    restore: bool = False,
+    restore: bool | None = None,
     library: Library | None = None,
     on_event: Callable[[TrainEvent], None] | None = None,
     stop_after_steps: int | None = None,
@@ -203,14 +224,20 @@ def train(
 ) -> TrainResult:
     """Train (or continue) the run in ``run_dir``; returns when a stopping rule fires.
 
-    ``config`` is the full configuration (for a restore: the stored one with allowed
-    overrides applied). ``stop_after_steps`` ends this session early without changing
-    the schedule, as if interrupted; the run can be continued with ``restore=True``.
+    ``restore=None`` continues the run in ``run_dir`` if there is one, else starts it;
+    ``True`` requires a run, ``False`` refuses to touch one. ``config`` is the full
+    configuration (for a restore: the stored one with allowed overrides applied).
+    ``stop_after_steps`` ends this session early without changing the schedule, as if
+    interrupted; the run can then be continued.
     """
     config.validate()
     run = RunDir(run_dir)
+    if restore is None:
+        restore = run.exists()
     config, library, tokenizer = prepare_run(config, run, restore, library)
     session = _Session(config, run, library, tokenizer, on_event or (lambda event: None))
+    if restore:
+        run.remove_stale_temp_files()  # a killed process may have left half-written temp files
     if restore and (run.path / LAST).exists():
         session.restore()
     elif restore:
@@ -220,7 +247,13 @@ def train(
         run.write_library(library)
         run.write_vocab(tokenizer)
     run.write_config(session.config)
+    run.cut_metrics_log(session.step)  # records written after the snapshot belong to a lost future
+    if not (run.path / LAST).exists():
+        session.save_last()  # a snapshot to roll back to from the very first step
     return session.run(stop_after_steps, log_every)
+
+
+STOP_REASONS = ("epochs", "time", "steps", "interrupted", "early-stop", "diverged")
 
 
 class _Session:
@@ -246,8 +279,15 @@ class _Session:
         # Counters: optimizer steps, completed epochs, batch index within the epoch, training seconds.
         self.step, self.epoch, self.cursor, self.elapsed = 0, 0, 0, 0.0
         self.best: float | None = None
+        self.bad_evals = 0  # evaluations since the best one (early stopping)
+        self.lr_scale = 1.0  # lowered by every rollback after a non-finite loss
+        self.rollbacks = 0  # consecutive rollbacks (reset by the next good snapshot)
+        self.grad_norm: float | torch.Tensor = 0.0
+        self.last_rate = 0.0  # training characters per second, at the last step event
+        self.bad_value = ""  # what was not finite, for the rollback message
         self.state: State | None = None
         self.history: list[dict[str, Any]] = []
+        self.start_step = 0
 
     # --- progress -----------------------------------------------------------------------
     @property
@@ -260,68 +300,112 @@ class _Session:
         done = self.epoch_float / self.tc.num_epochs
         return max(done, self.elapsed / self.budget) if self.budget > 0 else done
 
+    def remaining(self) -> float | None:
+        """Estimated training seconds left, from the progress so far."""
+        if self.progress <= 0 or self.elapsed <= 0:
+            return None
+        return max(0.0, self.elapsed / self.progress * (1.0 - min(self.progress, 1.0)))
+
     def event(self, kind: str, loss: float | None = None, **kwargs: Any) -> TrainEvent:
         return TrainEvent(kind, self.step, self.epoch_float, min(self.progress, 1.0), loss,
                           self.optimizer.param_groups[0]["lr"], elapsed=self.elapsed, **kwargs)
 
     # --- the loop -----------------------------------------------------------------------
     def run(self, stop_after_steps: int | None, log_every: int) -> TrainResult:
-        self.emit(self.event("start", info=self.describe()))
+        self.start_step = self.step
+        self.emit(self.event("start", info={**self.describe(), "run_dir": self.run_dir.path,
+                                            "start_step": self.step}))
         log.info("training %s on %s (%d sources, %d tokens) from step %d", self.run_dir.path,
                  self.library.name, len(self.library), len(self.data.train), self.step)
+        stats, snapshot, sample = (Cadence.parse(self.tc.stats_every, "stats-every"),
+                                   Cadence.parse(self.tc.snapshot_every, "snapshot-every"),
+                                   Cadence.parse(self.tc.sample_every, "sample-every"))
+        last = {"stats": (self.step, self.elapsed), "snapshot": (self.step, self.elapsed),
+                "sample": (self.step, self.elapsed)}
         self.model.train()
-        session_steps, reason = 0, "epochs"
+        session_steps, reason = 0, ""
         loss_sum, loss_count = torch.zeros((), device=self.device), 0
         last_loss: float | None = None
         log_time, log_step = time.perf_counter(), self.step
         with _stop_requests() as stop:
             clock = time.perf_counter()
-            while True:
-                if self.epoch_float >= self.tc.num_epochs:
-                    reason = "epochs"
-                elif self.budget > 0 and self.elapsed >= self.budget:
-                    reason = "time"
-                elif stop_after_steps is not None and session_steps >= stop_after_steps:
-                    reason = "steps"
-                elif stop.is_set():
-                    reason = "interrupted"
-                else:
-                    reason = ""
+            while not reason:
+                reason = self.stop_reason(stop_after_steps, session_steps, stop)
                 if reason:
                     break
-                loss_sum += self.train_step()
+                loss = self.train_step()
+                if loss is None:  # non-finite loss or gradient: nothing reached the weights
+                    if not self.roll_back():
+                        reason = "diverged"
+                    loss_sum.zero_()
+                    loss_count, log_time, log_step = 0, time.perf_counter(), self.step
+                    last = {k: (self.step, self.elapsed) for k in last}
+                    clock = time.perf_counter()
+                    continue
+                loss_sum += loss
                 loss_count += 1
                 session_steps += 1
                 now = time.perf_counter()
                 self.elapsed += now - clock
                 clock = now
-                at_eval = self.step % self.tc.eval_every == 0
-                if self.step % log_every == 0 or at_eval:
+                at_stats = stats.due(self.step, self.elapsed, *last["stats"])
+                if self.step % log_every == 0 or at_stats:
                     last_loss = loss_sum.item() / loss_count
                     rate = (self.step - log_step) * self.batches.tokens_per_step * self.data.train.chars_per_token
-                    self.emit(self.event("step", last_loss, chars_per_sec=rate / max(now - log_time, 1e-9)))
+                    rate /= max(now - log_time, 1e-9)
+                    self.log_step(last_loss, rate)
                     loss_sum.zero_()
                     loss_count, log_time, log_step = 0, now, self.step
-                if at_eval:
-                    self.emit(self.event("eval", last_loss, metrics=self.evaluate_and_save(last_loss)))
-                    clock = time.perf_counter()  # evaluation time is not training time
+                if at_stats:
+                    last["stats"] = (self.step, self.elapsed)
+                    metrics = self.evaluate(last_loss)
+                    self.emit(self.event("eval", last_loss, metrics=metrics, info={"preview": self.preview()}))
+                    if self.tc.early_stop_patience and self.bad_evals >= self.tc.early_stop_patience:
+                        reason = "early-stop"
+                if snapshot.due(self.step, self.elapsed, *last["snapshot"]) and not reason:
+                    last["snapshot"] = (self.step, self.elapsed)
+                    self.snapshot()
+                if (sample.due(self.step, self.elapsed, *last["sample"]) and last_loss is not None
+                        and last_loss < self.tc.sample_below_loss and not reason):
+                    last["sample"] = (self.step, self.elapsed)
+                    self.emit(self.event("sample", last_loss, info=self.sample_request()))
+                clock = time.perf_counter()  # evaluation, snapshots and samples are not training time
         if loss_count:
             last_loss = loss_sum.item() / loss_count
-        if reason == "interrupted":  # save at once, without a validation pass: the user wants to stop
-            self.save_last()
-            metrics = None
-        elif not self.history or self.history[-1]["step"] != self.step:
-            metrics = self.evaluate_and_save(last_loss)
-        else:
-            metrics = self.history[-1]
+        metrics = self.finish(reason, last_loss)
         self.emit(self.event("end", last_loss, metrics=metrics, info={"stop_reason": reason}))
         log.info("stopped at step %d (%s)", self.step, reason)
         return TrainResult(self.run_dir.path, self.step, self.epoch_float, self.best, self.history,
                            reason == "interrupted", reason)
 
-    def train_step(self) -> torch.Tensor:
-        """One TBPTT step on the batch at the cursor; returns the detached loss."""
-        lr = get_lr(self.step, self.progress, self.tc)
+    def stop_reason(self, stop_after_steps: int | None, session_steps: int, stop: threading.Event) -> str:
+        if self.epoch_float >= self.tc.num_epochs:
+            return "epochs"
+        if self.budget > 0 and self.elapsed >= self.budget:
+            return "time"
+        if stop_after_steps is not None and session_steps >= stop_after_steps:
+            return "steps"
+        if stop.is_set():
+            return "interrupted"
+        return ""
+
+    def finish(self, reason: str, last_loss: float | None) -> dict[str, Any] | None:
+        """Save the final state; evaluate unless interrupted (the user wants out) or diverged."""
+        if reason == "diverged":  # the snapshot on disk is the last good state: keep it
+            return None
+        if reason == "interrupted":
+            self.snapshot(emit=False)
+            return None
+        if not self.history or self.history[-1]["step"] != self.step:
+            metrics = self.evaluate(last_loss)
+        else:
+            metrics = self.history[-1]
+        self.snapshot(emit=False)
+        return metrics
+
+    def train_step(self) -> torch.Tensor | None:
+        """One TBPTT step on the batch at the cursor; the detached loss, or None if not finite."""
+        lr = get_lr(self.step, self.progress, self.tc) * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = self.batches.batch(self.cursor)  # (B, T) each
@@ -330,9 +414,13 @@ class _Session:
         loss = sequence_loss(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.tc.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.clip_norm)
+        norm = grad_norm(self.model.parameters(), self.tc.clip_norm)
+        if not bool(torch.isfinite(loss) & torch.isfinite(norm)):  # one sync per step
+            self.optimizer.zero_grad(set_to_none=True)
+            self.bad_value = f"loss {loss.item()}, gradient norm {norm.item()}"
+            return None
         self.optimizer.step()
+        self.grad_norm = norm
         self.state = tuple(s.float() for s in detach_state(state))
         self.step += 1
         self.cursor += 1
@@ -340,9 +428,43 @@ class _Session:
             self.epoch, self.cursor, self.state = self.epoch + 1, 0, None
         return loss.detach()
 
-    def evaluate_and_save(self, train_loss: float | None) -> dict[str, Any]:
+    def roll_back(self) -> bool:
+        """Back to the last snapshot with a lower learning rate; False when out of rollbacks."""
+        failed_at, count = self.step + 1, self.rollbacks + 1
+        scale = self.lr_scale * self.tc.nan_lr_factor
+        if count > self.tc.max_rollbacks:
+            log.error("non-finite %s at step %d; giving up after %d rollbacks", self.bad_value,
+                      failed_at, self.rollbacks)
+            return False
+        self.restore()
+        self.lr_scale, self.rollbacks = scale, count
+        self.run_dir.cut_metrics_log(self.step)
+        record = {"kind": "rollback", "step": self.step, "failed_at": failed_at, "lr_scale": scale,
+                  "rollbacks": count, "reason": self.bad_value, "time": time.time()}
+        self.run_dir.append_metrics_log(record, sync=True)
+        log.warning("non-finite %s at step %d: rolled back to step %d, learning rate x%g (rollback %d of %d)",
+                    self.bad_value, failed_at, self.step, scale, count, self.tc.max_rollbacks)
+        self.emit(self.event("rollback", info={"reason": self.bad_value, "failed_at": failed_at,
+                                               "to_step": self.step, "lr_scale": scale, "rollbacks": count,
+                                               "max_rollbacks": self.tc.max_rollbacks}))
+        return True
+
+    def log_step(self, loss: float, chars_per_sec: float) -> None:
+        norm = float(self.grad_norm)
+        self.run_dir.append_metrics_log({
+            "kind": "train", "step": self.step, "epoch": round(self.epoch_float, 4), "loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"], "chars_per_sec": round(chars_per_sec, 1),
+            "grad_norm": norm, "elapsed": round(self.elapsed, 2), "time": time.time(),
+        })
+        self.emit(self.event("step", loss, chars_per_sec=chars_per_sec, info={"grad_norm": norm}))
+        self.last_rate = chars_per_sec
+
+    def evaluate(self, train_loss: float | None) -> dict[str, Any]:
+        """Validation pass; keeps the best weights and the history (metrics.json, metrics.jsonl)."""
         metrics: dict[str, Any] = {"step": self.step, "epoch": round(self.epoch_float, 4),
-                                   "elapsed": round(self.elapsed, 2), "lr": self.optimizer.param_groups[0]["lr"]}
+                                   "elapsed": round(self.elapsed, 2), "lr": self.optimizer.param_groups[0]["lr"],
+                                   "chars_per_sec": round(self.last_rate, 1),
+                                   "grad_norm": float(self.grad_norm), "remaining": self.remaining()}
         if train_loss is not None:
             metrics["train_loss"] = train_loss
         if self.valid_rows is not None:
@@ -350,12 +472,38 @@ class _Session:
         val = metrics.get("val_loss")
         if val is None or self.best is None or val < self.best:
             self.best = val if val is not None else self.best
+            self.bad_evals = 0
             self.run_dir.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "metrics": metrics})
+        else:
+            self.bad_evals += 1
         self.history.append(metrics)
-        self.save_last()
         self.run_dir.write_metrics(self.history)
+        self.run_dir.append_metrics_log({"kind": "eval", **metrics, "time": time.time()}, sync=True)
         log.info("eval %s", metrics)
         return metrics
+
+    @torch.no_grad()
+    def preview(self, width: int = 80) -> dict[str, str]:
+        """The next training window of stream 0 (``y``) over the model's argmax guess (``yp``)."""
+        x, y = self.batches.batch(self.cursor)  # (B, T)
+        x, y = x[:1, :width], y[:1, :width]
+        state = tuple(s[:, :1].contiguous() for s in self.state) if self.state is not None else None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            logits, _ = self.model(x, state)  # (1, t, V)
+        finally:
+            self.model.train(was_training)
+
+        def text(ids: torch.Tensor) -> str:
+            return "".join(self.tokenizer.token_text(int(i)) for i in ids.tolist()).replace("\n", "⏎")
+
+        return {"y": text(y[0]), "yp": text(logits[0].argmax(-1))}
+
+    def sample_request(self) -> dict[str, Any]:
+        return {"model": self.model, "tokenizer": self.tokenizer, "config": self.config,
+                "library": self.library, "temperatures": list(self.tc.sample_temperatures),
+                "length": self.tc.sample_length, "seed": self.tc.seed + self.step, "run_dir": self.run_dir.path}
 
     def describe(self) -> dict[str, Any]:
         return {"device": str(self.device), "precision": str(self.dtype).removeprefix("torch."),
@@ -365,11 +513,18 @@ class _Session:
                 "sources": len(self.library), "library": self.library.name, "restored": self.step > 0}
 
     # --- checkpoints --------------------------------------------------------------------
+    def snapshot(self, emit: bool = True) -> None:
+        """Write the last state; a good snapshot ends a streak of rollbacks."""
+        self.save_last()
+        self.rollbacks = 0
+        if emit:
+            self.emit(self.event("snapshot", info={"path": str(self.run_dir.path / LAST)}))
+
     def save_last(self) -> None:
         b = self.batches
         trainer = {"step": self.step, "epoch": self.epoch, "cursor": self.cursor, "elapsed": self.elapsed,
-                   "best_val_loss": self.best, "batch_size": b.batch_size, "seq_len": b.seq_len,
-                   "steps_per_epoch": b.steps_per_epoch}
+                   "best_val_loss": self.best, "bad_evals": self.bad_evals, "lr_scale": self.lr_scale,
+                   "batch_size": b.batch_size, "seq_len": b.seq_len, "steps_per_epoch": b.steps_per_epoch}
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
         save_training_state(self.run_dir, TrainingState(self.model.state_dict(), self.optimizer.state_dict(),
                                                         torch.get_rng_state(), cuda, self.state, trainer))
@@ -383,6 +538,7 @@ class _Session:
             step, epoch, cursor = int(trainer["step"]), int(trainer["epoch"]), int(trainer["cursor"])
             layout = (trainer["batch_size"], trainer["seq_len"], trainer["steps_per_epoch"])
             elapsed, best = float(trainer["elapsed"]), trainer["best_val_loss"]
+            bad_evals, lr_scale = int(trainer.get("bad_evals", 0)), float(trainer.get("lr_scale", 1.0))
             torch.set_rng_state(ts.rng_cpu)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.run_dir.path / LAST} does not match the run's configuration: {exc}") from None
@@ -396,4 +552,10 @@ class _Session:
             cursor = round(cursor / layout[2] * self.batches.steps_per_epoch) % self.batches.steps_per_epoch
             self.state = None
         self.step, self.epoch, self.cursor, self.elapsed, self.best = step, epoch, cursor, elapsed, best
+        self.bad_evals, self.lr_scale = bad_evals, lr_scale
         self.history = [h for h in self.run_dir.read_metrics() if h.get("step", 0) <= step]
+
+
+def grad_norm(parameters: Iterator[torch.nn.Parameter], clip_norm: float) -> torch.Tensor:
+    """Global gradient norm, clipping to ``clip_norm`` when it is > 0 (a 0-d tensor)."""
+    return torch.nn.utils.clip_grad_norm_(parameters, clip_norm if clip_norm > 0 else float("inf"))

@@ -1,4 +1,4 @@
-"""Command-line interface: ``charpoet train | generate | attribute | corpus``.
+"""Command-line interface: ``charpoet train | generate | attribute | corpus | runs``.
 
 Thin typer commands over the library. ``CharpoetCLI.main`` is the one place where errors
 become output: a user error (bad option, missing file, corrupt run) prints ``error: ...``
@@ -25,7 +25,8 @@ class CharpoetCLI(TyperGroup):
             warnings.simplefilter("always", CharpoetWarning)
             warnings.showwarning = _show_warning
             try:
-                super().main(args, prog_name or "charpoet", standalone_mode=False, **extra)
+                # without standalone mode, a command's ``raise typer.Exit(n)`` comes back as n
+                code = super().main(args, prog_name or "charpoet", standalone_mode=False, **extra)
             except CharpoetError as exc:
                 _fail(str(exc), 2)
             except click_exceptions.NoArgsIsHelpError:
@@ -34,13 +35,13 @@ class CharpoetCLI(TyperGroup):
                 _fail(exc.format_message(), 2)
             except click_exceptions.ClickException as exc:
                 _fail(exc.format_message(), exc.exit_code)
-            except click_exceptions.Abort:
+            except typer.Abort:
                 _fail("aborted", 130)
-            except click_exceptions.Exit as exc:
+            except typer.Exit as exc:
                 sys.exit(exc.exit_code)
             except KeyboardInterrupt:
                 _fail("interrupted", 130)
-        sys.exit(0)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:
@@ -67,6 +68,7 @@ app = typer.Typer(
 from charpoet.cli import attribute as _attribute  # noqa: E402,F401  (registers commands)
 from charpoet.cli import corpus as _corpus  # noqa: E402,F401
 from charpoet.cli import generate as _generate  # noqa: E402,F401
+from charpoet.cli import runs as _runs  # noqa: E402,F401
 from charpoet.cli import train as _train  # noqa: E402,F401
 
 

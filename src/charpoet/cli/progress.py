@@ -1,16 +1,24 @@
-"""Rich rendering of training events: a progress bar plus one line per evaluation."""
+"""Rich rendering of training events: a progress bar, statistics, samples and notes."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
+from charpoet.attribution_types import Attribution
+from charpoet.render import to_rich
 from charpoet.train import TrainEvent
 
 _SCALE = 1000  # the bar counts progress in thousandths (epochs or the time budget)
+_PLAIN_EVERY = 60.0  # training seconds between step lines when stderr is not a terminal
+_REASONS = {
+    "epochs": "all epochs done", "time": "time budget used", "steps": "step limit reached",
+    "interrupted": "interrupted; last state saved", "early-stop": "validation loss stopped improving",
+    "diverged": "gave up after repeated non-finite losses",
+}
 
 
 class TrainDisplay:
@@ -29,6 +37,7 @@ class TrainDisplay:
             disable=not self.console.is_terminal,
         )
         self.task = self.progress.add_task("train", total=_SCALE, step=0, epoch=0.0, loss="-", rate="-", lr="-")
+        self._plain_at: float | None = None  # elapsed time of the last plain step line
 
     def __enter__(self) -> TrainDisplay:
         self.progress.start()
@@ -46,26 +55,48 @@ class TrainDisplay:
         if event.lr:
             fields["lr"] = f"{event.lr:.2e}"
         self.progress.update(self.task, completed=round(event.progress * _SCALE), **fields)
-        if event.kind == "start":
-            self._start(event.info)
-        elif event.kind == "eval" or (event.kind == "end" and event.metrics):
-            self.console.print(_eval_line(event))
-        if event.kind == "end":
-            reason = {"epochs": "all epochs done", "time": "time budget used", "steps": "step limit reached",
-                      "interrupted": "interrupted; last state saved"}[event.info["stop_reason"]]
-            self.console.print(f"stopped at step {event.step}: {reason}")
-        elif event.kind == "step" and not self.console.is_terminal and event.step % 100 == 0:
-            print(f"step {event.step} epoch {event.epoch:.2f} loss {event.loss:.4f} "
-                  f"{event.chars_per_sec:,.0f} chars/s", file=sys.stderr)
+        kind, info = event.kind, event.info
+        if kind == "start":
+            self._start(info)
+        elif kind == "eval" or (kind == "end" and event.metrics):
+            self._stats(event)
+        elif kind == "snapshot":
+            self.console.print(Text(f"snapshot saved at step {event.step}", style="dim"))
+        elif kind == "rollback":
+            self.console.print(Text(_rollback_line(event), style="yellow"))
+        elif kind == "step" and not self.console.is_terminal and event.loss is not None:
+            if self._plain_at is None or event.elapsed - self._plain_at >= _PLAIN_EVERY:
+                self._plain_at = event.elapsed
+                self.console.print(Text(f"step {event.step} epoch {event.epoch:.2f} loss {event.loss:.4f} "
+                                        f"{event.chars_per_sec:,.0f} chars/s"))
+        if kind == "end":
+            reason = info.get("stop_reason", "")
+            self.console.print(f"stopped at step {event.step}: {_REASONS.get(reason, reason)}", markup=False)
+
+    def show_samples(self, step: int, samples: list[tuple[float, Attribution]]) -> None:
+        """Each sample highlighted by source, under a header with its copy metrics."""
+        for temperature, att in samples:
+            longest = 0 if att.longest is None else att.longest.length
+            self.console.print(Text(f"sample at step {step}, T={temperature:g}: {att.copy_rate:.1%} copied, "
+                                    f"longest {longest} chars", style="bold"))
+            self.console.print(to_rich(att))
 
     def _start(self, info: dict[str, Any]) -> None:
-        verb = "continuing" if info["restored"] else "training"
+        verb = "continuing from step {}".format(info.get("start_step", "?")) if info["restored"] else "training"
         self.console.print(
             f"{verb} on {info['library']} ({info['sources']} sources, {info['train_tokens']:,} train / "
             f"{info['valid_tokens']:,} valid tokens, vocabulary {info['vocab_size']}) with "
             f"{info['parameters']:,} parameters on {info['device']} ({info['precision']}), batch {info['batch_size']}, "
-            f"{info['steps_per_epoch']} steps/epoch"
+            f"{info['steps_per_epoch']} steps/epoch",
+            markup=False,
         )
+
+    def _stats(self, event: TrainEvent) -> None:
+        self.console.print(Text(_eval_line(event), style="bold"))
+        self.console.print(Text(_rate_line(event), style="dim"))
+        preview = event.info.get("preview")
+        if preview:
+            self.console.print(_preview(preview["y"], preview["yp"], self.console.width), no_wrap=True, crop=True)
 
 
 def _eval_line(event: TrainEvent) -> str:
@@ -73,6 +104,44 @@ def _eval_line(event: TrainEvent) -> str:
     parts = [f"step {event.step}", f"epoch {event.epoch:.2f}"]
     if m.get("train_loss") is not None:
         parts.append(f"train {m['train_loss']:.4f}")
-    if "val_loss" in m:
+    if m.get("val_loss") is not None:
         parts += [f"val {m['val_loss']:.4f}", f"bpc {m['val_bpc']:.3f}", f"acc {m['val_accuracy']:.1%}"]
     return "  ".join(parts)
+
+
+def _rate_line(event: TrainEvent) -> str:
+    m = event.metrics or {}
+    lr, rate = m.get("lr", event.lr), m.get("chars_per_sec", event.chars_per_sec)
+    parts = [f"lr {lr:.2e}"] + ([f"{rate:,.0f} chars/s"] if rate else [])
+    parts.append(f"elapsed {hms(m.get('elapsed', event.elapsed))}")
+    if m.get("remaining") is not None:
+        parts.append(f"remaining {hms(m['remaining'])}")
+    return "  ".join(parts)
+
+
+def _preview(y: str, yp: str, width: int) -> Text:
+    """Target over prediction, cut to ``width``; predicted characters that are wrong in red."""
+    n = max(width - 4, 1)
+    y, yp = y.replace("\n", "⏎")[:n], yp.replace("\n", "⏎")[:n]
+    line = Text("y:  ")
+    line.append(y)
+    line.append("\nyp: ")
+    for i, c in enumerate(yp):
+        line.append(c, style=None if i < len(y) and y[i] == c else "red")
+    return line
+
+
+def _rollback_line(event: TrainEvent) -> str:
+    info = event.info
+    what = "non-finite loss" if not info.get("reason") else f"non-finite {info['reason']}"
+    count = f"rollback {info.get('rollbacks', '?')}"
+    if info.get("max_rollbacks"):
+        count += f" of {info['max_rollbacks']}"
+    return (f"{what} at step {info.get('failed_at', event.step)}: rolled back to step "
+            f"{info.get('to_step', event.step)}, learning rate x{info.get('lr_scale', 1.0):g} ({count})")
+
+
+def hms(seconds: float) -> str:
+    """Seconds as h:mm:ss."""
+    s = max(int(round(seconds)), 0)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
+import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +16,10 @@ from charpoet.checkpoint import RunDir, check_compatible
 from charpoet.cli import app
 from charpoet.cli.progress import TrainDisplay
 from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from charpoet.errors import ConfigError
+from charpoet.errors import CharpoetError, CharpoetWarning, ConfigError
+from charpoet.runs import JOB, expand_job
+from charpoet.storage import RunLocation
+from charpoet.train import TrainEvent
 
 DATA, MODEL, OPTIM, OUTPUT = "Data", "Model", "Optimisation", "Run and output"
 
@@ -46,26 +52,50 @@ def train(
     clip_norm: Annotated[float | None, _opt("Clip gradients to this global norm, 0 = off [default: 5.0].", OPTIM)] = None,
     num_epochs: Annotated[float | None, _opt("Stop after this many passes over the training split [default: 20].", OPTIM)] = None,
     max_minutes: Annotated[float | None, _opt("Stop after this many minutes of training; the cosine schedule spans them [default: no limit].", OPTIM)] = None,
-    eval_every: Annotated[int | None, _opt("Steps between validation passes and checkpoints [default: 500].", OPTIM)] = None,
+    stats_every: Annotated[str | None, _opt("Validation pass and statistics line every DURATION (20s, 3m, 1h) or N steps (500steps) [default: 3m].", OUTPUT)] = None,
+    snapshot_every: Annotated[str | None, _opt("Save the state to resume from every DURATION or N steps [default: 3m].", OUTPUT)] = None,
+    sample_every: Annotated[str | None, _opt("Highlighted samples every DURATION or N steps, once the loss is below --sample-below-loss [default: 10m].", OUTPUT)] = None,
+    sample_below_loss: Annotated[float | None, _opt("Start sampling when the training loss is below this [default: 1.5].", OUTPUT)] = None,
+    sample_temperatures: Annotated[str | None, _opt("Comma-separated sampling temperatures [default: 0.6,0.8,1.0].", OUTPUT)] = None,
+    sample_length: Annotated[int | None, _opt("Tokens per sample [default: 400].", OUTPUT)] = None,
+    early_stop_patience: Annotated[int | None, _opt("Stop after this many evaluations without a better validation loss; 0 = off [default: 0].", OPTIM)] = None,
+    nan_lr_factor: Annotated[float | None, _opt("After a NaN/Inf loss, roll back to the last snapshot and scale the learning rate by this [default: 0.5].", OPTIM)] = None,
+    max_rollbacks: Annotated[int | None, _opt("Consecutive rollbacks before giving up [default: 3].", OPTIM)] = None,
+    eval_every: Annotated[int | None, typer.Option(hidden=True)] = None,
     seed: Annotated[int | None, _opt("Random seed [default: 1234].", OPTIM)] = None,
     device: Annotated[str | None, _opt("auto, cpu, cuda or mps [default: auto].", OPTIM)] = None,
     precision: Annotated[str | None, _opt("auto, fp32 or bf16 training steps; auto = bf16 on CPUs with native bf16 [default: auto].", OPTIM)] = None,
-    checkpoint_path: Annotated[Path, _opt("Run directory: checkpoints, config, vocabulary, metrics.", OUTPUT)] = Path("runs/default"),
-    restore: Annotated[bool, _opt("Continue the run in --checkpoint-path where it stopped.", OUTPUT)] = False,
+    checkpoint_path: Annotated[str, _opt("Run directory or fsspec URL (s3://, gs://, memory://); %JOB% becomes a name made of the corpus and the architecture [default: runs/default].", OUTPUT)] = "runs/default",
+    restore: Annotated[bool, _opt("Require an existing run to continue (the default continues one if it exists).", OUTPUT)] = False,
+    fresh: Annotated[bool, _opt("Start over even if --checkpoint-path holds a run (the old run is moved aside).", OUTPUT)] = False,
+    tensorboard: Annotated[bool | None, _opt("Write TensorBoard logs to RUN/tensorboard [default: on when tensorboard is installed].", OUTPUT, "--tensorboard/--no-tensorboard")] = None,
     log_path: Annotated[Path | None, _opt("Log file [default: RUN/train.log].", OUTPUT)] = None,
 ) -> None:
-    """Train a model; Ctrl-C stops cleanly and keeps the last state."""
+    """Train a model, or continue the run in --checkpoint-path; Ctrl-C stops cleanly and keeps the last state."""
     given = {k: v for k, v in locals().items() if v is not None}
+    if "eval_every" in given:  # the old name of --stats-every N steps
+        given.setdefault("stats_every", f"{given.pop('eval_every')}steps")
+    if "sample_temperatures" in given:
+        given["sample_temperatures"] = _floats("sample-temperatures", given["sample_temperatures"])
     named = [f"--{k.replace('_', '-')}" for k in ("text_path", "library", "corpus") if given.get(k)]
     if len(named) > 1:
         raise ConfigError(f"give only one of {' and '.join(named)}")
+    if restore and fresh:
+        raise ConfigError("give --restore or --fresh, not both")
     overrides = _overrides(given)
-    run = RunDir(checkpoint_path)
-    texts = None  # texts named on restore, to check against the run's own
-    if restore:
+    if JOB in checkpoint_path:
+        new = _apply(RunConfig(), overrides).validate()
+        checkpoint_path = expand_job(checkpoint_path, new, _corpus_name(new))
+    location = RunLocation(checkpoint_path)
+    location.pull()
+    run = RunDir(location.local)
+    if fresh and run.exists():
+        _move_aside(location, run)
+    resume = run.exists()
+    texts = None  # texts named when continuing a run: checked against the run's own
+    if restore or resume:
         stored = run.require().read_config()
         check_compatible(stored, overrides)
-        # Texts named on restore are only checked against the run's own stored library.
         sources = {k: overrides["data"].pop(k) for k in ("text_path", "corpus", "library") if k in overrides["data"]}
         if sources:
             from charpoet.corpus import load_library
@@ -76,17 +106,69 @@ def train(
         config = _apply(RunConfig(), overrides)
     config.validate()
 
+    from charpoet.monitor import TrainingMonitor
     from charpoet.train import train as train_run
 
+    run.path.mkdir(parents=True, exist_ok=True)
     handler = _log_to(log_path or run.path / "train.log")
     try:
-        with TrainDisplay() as display:
-            result = train_run(config, run.path, restore=restore, library=texts, on_event=display)
+        with TrainDisplay() as display, TrainingMonitor(run.path, tensorboard=tensorboard,
+                                                        on_samples=display.show_samples) as monitor:
+            def on_event(event: TrainEvent) -> None:
+                display(event)
+                monitor(event)
+                if location.remote and event.kind in ("eval", "snapshot", "end"):
+                    location.push()
+
+            if location.remote:
+                display.console.print(f"run {location.url} (staged in {location.local})")
+            result = train_run(config, run.path, restore=resume, library=texts, on_event=on_event)
     finally:
         logging.getLogger("charpoet").removeHandler(handler)
         handler.close()
+        if location.remote:
+            location.push()  # the log and anything the last event did not carry
+    if result.stop_reason == "diverged":
+        raise CharpoetError(
+            f"training diverged: the loss stayed NaN/Inf after {config.train.max_rollbacks} rollbacks; "
+            f"the last good state is kept in {checkpoint_path} (try a lower --learning-rate)"
+        )
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _floats(flag: str, text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise ConfigError(f"--{flag} must be comma-separated numbers, got {text!r}") from None
+
+
+def _corpus_name(config: RunConfig) -> str:
+    """The name the run's library will have (for %JOB%), without reading the texts."""
+    data = config.data
+    if data.text_path:
+        from charpoet.corpus.files import default_library_name
+
+        return default_library_name(data.text_path)
+    if data.library:
+        from charpoet.corpus.gutenberg import open_library
+
+        return open_library(data.library).name
+    return data.corpus
+
+
+def _move_aside(location: RunLocation, run: RunDir) -> None:
+    """--fresh: keep the old run next to the new one (locally), or delete it (remote)."""
+    if location.remote:
+        location.remove()
+        shutil.rmtree(run.path, ignore_errors=True)
+        warnings.warn(f"--fresh: deleted the old run at {location.url}", CharpoetWarning, stacklevel=2)
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = run.path.with_name(f"{run.path.name}.old-{stamp}")
+    run.path.rename(aside)
+    warnings.warn(f"--fresh: moved the old run to {aside}", CharpoetWarning, stacklevel=2)
 
 
 def _overrides(given: dict[str, Any]) -> dict[str, dict[str, Any]]:

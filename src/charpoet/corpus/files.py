@@ -159,7 +159,8 @@ def _unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _default_name(patterns: Sequence[str | os.PathLike[str]]) -> str:
+def default_library_name(patterns: Sequence[str | os.PathLike[str]]) -> str:
+    """The name ``library_from_paths`` gives: a single file's stem, a directory's name, else custom."""
     if len(patterns) == 1:
         path = Path(os.fspath(patterns[0])).expanduser()
         if path.is_file():
@@ -196,4 +197,4 @@ def library_from_paths(
         Source(name=n, title=p.stem, text=t, path=os.path.abspath(p))
         for n, (p, t) in zip(_unique_names(paths), kept, strict=True)
     )
-    return Library(name=name or _default_name(patterns), sources=sources)
+    return Library(name=name or default_library_name(patterns), sources=sources)

@@ -1,0 +1,315 @@
+"""Run names and run listings.
+
+``%JOB%`` in a ``--checkpoint-path`` (or any path or URL) expands to a name made of the
+corpus and the options that fix the checkpoint format (``config.ARCHITECTURE_KEYS``):
+
+    shakespeare-char-lstm-2x256-emb64-norm
+    verne-word10000-gru-3x512-emb128             max_vocab only for the word tokenizer
+    tiny-char-lstm-2x384-emb64-valid0.05         valid_fraction only when not the default
+
+Learning rate, batch size, sequence length, epochs... are left out, so changing them and
+training again with the same ``%JOB%`` path continues the same run (the idea comes from
+the ``--job-dir job/%JOB%`` convention of a TensorFlow char-RNN trainer).
+
+``list_runs(root)`` summarises every run below ``root`` cheaply: it reads JSON files, the
+first bytes of ``library.json.gz`` and only the header of ``last.safetensors``, never the
+weights. A damaged run is still listed, with what could be read and an ``error``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import math
+import os
+import re
+import struct
+import typing
+import unicodedata
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from charpoet.checkpoint import CONFIG, LAST, LIBRARY, METRICS, RunDir
+from charpoet.config import DataConfig, RunConfig
+from charpoet.errors import CharpoetError, CheckpointError
+
+JOB = "%JOB%"
+MAX_NAME = 80
+MAX_DEPTH = 3  # runs are searched in ROOT/a, ROOT/a/b and ROOT/a/b/c
+METRICS_JSONL = "metrics.jsonl"
+_DEFAULT_VALID = DataConfig().valid_fraction
+_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+# --- names --------------------------------------------------------------------------
+def _arch_parts(config: RunConfig) -> list[str]:
+    """The architecture keys as name parts: ["char", "lstm", "2x384", "emb64", ...]."""
+    m, d = config.model, config.data
+    parts = [d.tokenizer + (str(d.max_vocab) if d.tokenizer == "word" else ""),
+             m.cell, f"{m.num_layers}x{m.rnn_size}", f"emb{m.embedding_size}"]
+    if m.layer_norm:
+        parts.append("norm")
+    if float(d.valid_fraction) != _DEFAULT_VALID:
+        parts.append(f"valid{float(d.valid_fraction)!r}")  # repr: shortest exact form, e.g. 0.05
+    return parts
+
+
+def _sanitise(text: str) -> str:
+    """Lower-case ASCII letters, digits, '.', '_' and '-'; accents dropped, the rest -> '-'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"-{2,}", "-", _UNSAFE.sub("-", ascii_text.lower())).strip("-._")
+
+
+def job_name(config: RunConfig, corpus_name: str) -> str:
+    """``corpus-tokenizer-cell-LxH-embE[-norm][-validF]``: safe as a path part, <= 80 chars."""
+    suffix = _sanitise("-".join(_arch_parts(config)))
+    corpus = _sanitise(corpus_name) or "corpus"
+    room = MAX_NAME - len(suffix) - 1
+    if len(corpus) > room:  # keep the architecture; a hash keeps long corpus names apart
+        digest = hashlib.sha256(corpus_name.encode("utf-8")).hexdigest()[:6]
+        corpus = corpus[: max(room - 7, 1)].rstrip("-._") + "-" + digest
+    return f"{corpus}-{suffix}"[:MAX_NAME]
+
+
+def expand_job(path: str | os.PathLike[str], config: RunConfig, corpus_name: str) -> str:
+    """Replace every ``%JOB%`` (case-sensitive) in a path or URL by ``job_name``."""
+    text = os.fspath(path)
+    return text.replace(JOB, job_name(config, corpus_name)) if JOB in text else text
+
+
+def corpus_name(data: DataConfig) -> str:
+    """The name the run's library will get, from the data options alone (texts unread).
+
+    As ``load_library`` names it: a single text file's stem or directory's name (``custom``
+    for several paths or a glob), a book library's name, else the built-in corpus.
+    """
+    if data.text_path:
+        from charpoet.corpus.files import default_library_name
+
+        return default_library_name(data.text_path)
+    if data.library:
+        from charpoet.corpus.gutenberg import open_library
+
+        return open_library(data.library).name
+    return data.corpus
+
+
+# --- listing ------------------------------------------------------------------------
+@dataclass
+class RunSummary:
+    """One row of ``charpoet runs``; None where a value is unknown."""
+
+    path: Path
+    name: str  # path relative to the listed directory
+    corpus: str | None
+    architecture: str | None  # e.g. "char lstm 2x384 emb64"
+    steps: int | None
+    best_val_loss: float | None  # nats/token
+    best_val_bpc: float | None
+    updated: float  # newest mtime of the run's files (seconds since the epoch)
+    error: str | None = None  # what could not be read
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "path": str(self.path)}
+
+
+def list_runs(root: str | os.PathLike[str]) -> list[RunSummary]:
+    """Every run (a directory with config.json) in ``root``, best validation loss first."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise CheckpointError(f"run directory {root} {what}")
+    runs = [summarise_run(path, name) for path, name in _find_runs(root)]
+    return sorted(runs, key=lambda r: (r.best_val_loss is None, r.best_val_loss or 0.0, r.name))
+
+
+def _find_runs(root: Path) -> list[tuple[Path, str]]:
+    if (root / CONFIG).is_file():
+        return [(root, root.resolve().name or str(root))]
+    found: list[tuple[Path, str]] = []
+
+    def walk(directory: Path, depth: int) -> None:
+        try:
+            children = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            return
+        for child in children:
+            if (child / CONFIG).is_file():
+                found.append((child, child.relative_to(root).as_posix()))
+            elif depth < MAX_DEPTH:
+                walk(child, depth + 1)
+
+    walk(root, 1)
+    return found
+
+
+def summarise_run(path: Path, name: str | None = None) -> RunSummary:
+    """Read what can be read of one run; problems go into ``error``, never raise."""
+    errors: list[str] = []
+    config = _read_config(RunDir(path), errors)
+    trainer = _read_trainer(path / LAST, errors)
+    history = _read_history(path, errors)
+    evals = [h for h in history if _finite(h.get("val_loss"))]
+    best = min(evals, key=lambda h: h["val_loss"], default=None)
+    best_loss = float(best["val_loss"]) if best else None
+    if best_loss is None and _finite(trainer.get("best_val_loss")):
+        best_loss = float(trainer["best_val_loss"])
+    steps = trainer.get("step")
+    if not isinstance(steps, int):
+        known = [h["step"] for h in history if isinstance(h.get("step"), int)]
+        steps = max(known) if known else None
+    corpus = _library_name(path / LIBRARY, errors)
+    if corpus is None and config is not None:
+        try:
+            corpus = corpus_name(config.data)
+        except CharpoetError:
+            corpus = None
+    return RunSummary(
+        path=path, name=name or path.name, corpus=corpus,
+        architecture=" ".join(_arch_parts(config)) if config is not None else None,
+        steps=steps, best_val_loss=best_loss,
+        best_val_bpc=float(best["val_bpc"]) if best and _finite(best.get("val_bpc")) else None,
+        updated=_newest_mtime(path), error="; ".join(errors) or None,
+    )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_config(run: RunDir, errors: list[str]) -> RunConfig | None:
+    try:
+        return run.read_config()
+    except CharpoetError as exc:
+        errors.append(_short(exc, run.path))
+    # A config from another charpoet version may carry keys this one does not know.
+    try:
+        raw = json.loads((run.path / CONFIG).read_text(encoding="utf-8"))
+        known = {s: {f.name for f in dataclasses.fields(tp)} for s, tp in typing.get_type_hints(RunConfig).items()}
+        kept = {s: {k: v for k, v in raw[s].items() if k in known[s]} for s in known if isinstance(raw.get(s), dict)}
+        return RunConfig.from_dict(kept)
+    except (OSError, ValueError, TypeError, AttributeError, CharpoetError):
+        return None
+
+
+def _read_trainer(path: Path, errors: list[str]) -> dict[str, Any]:
+    """The "trainer" metadata of a safetensors file, from its header only.
+
+    A safetensors file starts with an 8-byte little-endian header length and a JSON header
+    whose "__metadata__" maps names to strings; ours hold JSON.
+    """
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > 100_000_000:  # the format's own limit
+                raise ValueError(f"header of {size} bytes")
+            header = f.read(size)
+            if len(header) != size:
+                raise ValueError("truncated header")
+        trainer = json.loads(json.loads(header)["__metadata__"]["trainer"])
+        if not isinstance(trainer, dict):
+            raise ValueError("trainer metadata is not a mapping")
+        return trainer
+    except FileNotFoundError:
+        return {}
+    except (OSError, struct.error, ValueError, KeyError, TypeError) as exc:
+        errors.append(f"{LAST} is corrupt: {exc}")
+        return {}
+
+
+def _read_history(path: Path, errors: list[str]) -> list[dict[str, Any]]:
+    """Evaluations from metrics.jsonl ("eval" lines) if present, else metrics.json."""
+    try:
+        if (path / METRICS_JSONL).is_file():
+            rows = []
+            for line in (path / METRICS_JSONL).read_text(encoding="utf-8").splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    continue  # a line cut short by a crash
+            return [r for r in rows if isinstance(r, dict) and r.get("kind") == "eval"]
+        return [h for h in RunDir(path).read_metrics() if isinstance(h, dict)]
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(f"metrics are unreadable: {exc}")
+    except CharpoetError as exc:
+        errors.append(_short(exc, path))
+    return []
+
+
+def _library_name(path: Path, errors: list[str], limit: int = 1 << 20) -> str | None:
+    """The top-level "name" of a gzip JSON library, decoding only the start of the file.
+
+    ``Library.to_dict`` puts "name" before the texts, so a few hundred bytes suffice.
+    """
+    decoder = json.JSONDecoder()
+    buf, pos, eof = "", 0, False
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            def more() -> None:
+                nonlocal buf, eof
+                chunk = f.read(4096)
+                eof = not chunk or len(buf) + len(chunk) > limit
+                buf += chunk
+
+            def next_value(expect: str | None = None) -> Any:
+                nonlocal pos
+                while True:
+                    while pos < len(buf) and buf[pos] in " \t\r\n,:":
+                        pos += 1
+                    if expect is not None:
+                        if pos < len(buf):
+                            if buf[pos] != expect:
+                                raise ValueError(f"expected {expect!r}")
+                            pos += 1
+                            return None
+                    else:
+                        try:
+                            value, pos = decoder.raw_decode(buf, pos)
+                            return value
+                        except json.JSONDecodeError:
+                            pass
+                    if eof:
+                        raise ValueError("no library name near the start")
+                    more()
+
+            next_value("{")
+            while True:
+                key = next_value()
+                value = next_value()
+                if key == "name":
+                    return value if isinstance(value, str) else None
+    except FileNotFoundError:
+        return None
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        errors.append(f"{LIBRARY} is corrupt: {exc}")
+    except ValueError:
+        pass  # not our layout: fall back to the configuration
+    return None
+
+
+def _newest_mtime(path: Path) -> float:
+    times = []
+    try:
+        for entry in os.scandir(path):
+            try:
+                if entry.is_file():
+                    times.append(entry.stat().st_mtime)
+            except OSError:
+                continue
+    except OSError:
+        pass
+    if not times:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+    return max(times)
+
+
+def _short(exc: Exception, run: Path) -> str:
+    """An error message with the run's own path left out (the row already names the run)."""
+    return str(exc).replace(str(run) + os.sep, "").replace(str(run), "run")
