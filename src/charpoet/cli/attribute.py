@@ -10,13 +10,13 @@ from typing import Annotated
 import typer
 
 from charpoet.cli import app
-from charpoet.errors import ConfigError
+from charpoet.errors import CheckpointError, ConfigError
 
 
 @app.command()
 def attribute(
     file: Annotated[str, typer.Argument(help="Text file to check, or - for standard input.")] = "-",
-    checkpoint_path: Annotated[Path | None, typer.Option(help="Run whose sources to check against.", show_default=False)] = None,
+    checkpoint_path: Annotated[str | None, typer.Option(help="Run (directory or fsspec URL) whose sources to check against.", show_default=False)] = None,
     text_path: Annotated[list[str] | None, typer.Option(help="Source files, directories or globs instead of a run (repeatable).", show_default=False)] = None,
     min_quote: Annotated[int, typer.Option(help="Shortest verbatim copy to highlight, in characters.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print spans (start, end, source, offset) and metrics as JSON.")] = False,
@@ -32,8 +32,14 @@ def attribute(
     if checkpoint_path is not None:
         from charpoet.checkpoint import RunDir
 
-        RunDir(checkpoint_path).require()
-        index = index_for_run(checkpoint_path)
+        from charpoet.storage import RunLocation
+
+        location = RunLocation(checkpoint_path)
+        location.pull()
+        if location.remote and not location.exists():
+            raise CheckpointError(f"no charpoet run at {location.url}")
+        RunDir(location.local).require()
+        index = index_for_run(location.local)
     else:
         index = CorpusIndex.build(library_from_paths(text_path or []))
     result = index.attribute(text, min_quote)

@@ -10,12 +10,12 @@ import typer
 
 from charpoet.cli import app
 from charpoet.config import DEVICES
-from charpoet.errors import ConfigError, CorpusError
+from charpoet.errors import CheckpointError, ConfigError, CorpusError
 
 
 @app.command()
 def generate(
-    checkpoint_path: Annotated[Path, typer.Option(help="Run directory to generate from.")] = Path("runs/default"),
+    checkpoint_path: Annotated[str, typer.Option(help="Run directory (or fsspec URL) to generate from.")] = "runs/default",
     prime: Annotated[str | None, typer.Option(help="Text the sample starts from [default: a newline].", show_default=False)] = None,
     prime_file: Annotated[Path | None, typer.Option(help="Read the priming text from a file.")] = None,
     length: Annotated[int, typer.Option(help="Tokens to generate (characters for a char run).")] = 500,
@@ -47,14 +47,21 @@ def generate(
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
     if min_quote < 1:
         raise ConfigError(f"--min-quote must be >= 1, got {min_quote}")
-    lm = load(checkpoint_path, weights=weights, device=device)
+    from charpoet.storage import RunLocation
+
+    location = RunLocation(checkpoint_path)
+    location.pull()  # a remote run is read from a local copy
+    if location.remote and not location.exists():
+        raise CheckpointError(f"no charpoet run at {location.url}")
+    run_path = location.local
+    lm = load(run_path, weights=weights, device=device)
     prime = prime if prime is not None else "\n"
     stream = lm.stream(prime, options)  # checks the prime before anything is printed
     index = None
     if highlight or html is not None:
         from charpoet.attribution import index_for_run
 
-        index = index_for_run(checkpoint_path)  # built once per run, then cached there
+        index = index_for_run(run_path)  # built once per run, then cached there
 
     from rich.console import Console
 
