@@ -9,7 +9,7 @@
 same number of seconds, and prints characters/second per round, medians and their ratio.
 
 ``quality`` runs ``charpoet train --text-path TEXT --max-minutes 10`` with our defaults
-(plus ``--eval-every 100`` so the curve can be read at 2 and 5 minutes; evaluation time is
+(plus ``--stats-every 100steps`` so the curve can be read at 2 and 5 minutes; evaluation time is
 not counted as training time) and prints validation loss/bpc on the whole validation
 split at 2, 5 and 10 minutes of training, and characters/second.
 """
@@ -51,7 +51,7 @@ def speed(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             p = plain_loop(args.text, minutes)["chars_per_sec"]
-            history = charpoet_train(args.text, minutes, [*SEEDS_SPEC, "--eval-every", "1000000"], Path(tmp) / f"r{r}")
+            history = charpoet_train(args.text, minutes, [*SEEDS_SPEC, "--stats-every", "off"], Path(tmp) / f"r{r}")
             last = history[-1]
             c = last["step"] * 64 * 64 / last["elapsed"]
             plain.append(p)
@@ -75,7 +75,7 @@ def quality(args: argparse.Namespace) -> None:
             p = plain_loop(args.text, args.minutes, marks)
             print(f"plain loop (2x128, Adam 2e-3): {p['chars_per_sec']:,} chars/s; "
                   + ", ".join(f"{m:g} min: val {p[f'val_loss@{m:g}min']:.4f}" for m in marks), flush=True)
-        history = charpoet_train(args.text, args.minutes, ["--eval-every", str(args.eval_every), *args.flags], Path(tmp) / "q")
+        history = charpoet_train(args.text, args.minutes, ["--stats-every", f"{args.eval_every}steps", *args.flags], Path(tmp) / "q")
     last = history[-1]
     tokens = last["step"] * 64 * 128  # default batch and sequence length
     print(f"charpoet defaults {' '.join(args.flags)}: {last['step']} steps, {tokens / last['elapsed']:,.0f} chars/s")

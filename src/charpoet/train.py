@@ -370,6 +370,7 @@ class _Session:
                     last["sample"] = (self.step, self.elapsed)
                     self.emit(self.event("sample", last_loss, info=self.sample_request()))
                 clock = time.perf_counter()  # evaluation, snapshots and samples are not training time
+                log_time += clock - now  # ... nor part of the next throughput figure
         if loss_count:
             last_loss = loss_sum.item() / loss_count
         metrics = self.finish(reason, last_loss)
