@@ -141,3 +141,23 @@ def test_bad_watch_options(tiny_corpus: Path, tmp_path: Path, flag: str, value: 
     result = cli("train", "--text-path", tiny_corpus, "--checkpoint-path", tmp_path / "run", flag, value)
     assert result.exit_code == 2 and message in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_failed_upload_does_not_stop_training(tiny_corpus: Path, memory_fs, monkeypatch) -> None:
+    from charpoet.errors import CheckpointError
+    from charpoet.storage import RunLocation
+
+    real, calls = RunLocation.push, [0]
+
+    def flaky(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 1:
+            raise CheckpointError("cannot upload last.safetensors to memory://bucket/r: network down")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunLocation, "push", flaky)
+    url = "memory://bucket/r"
+    result = ok(cli("train", "--text-path", tiny_corpus, "--checkpoint-path", url, *SMALL, "--num-epochs", "0.3",
+                    "--stats-every", "5steps", "--no-tensorboard"))
+    assert "warning: cannot upload" in result.stderr and "retries the upload" in result.stderr
+    assert memory_fs.exists("/bucket/r/config.json") and memory_fs.exists("/bucket/r/last.safetensors")

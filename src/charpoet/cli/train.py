@@ -118,7 +118,11 @@ def train(
                 display(event)
                 monitor(event)
                 if location.remote and event.kind in ("eval", "snapshot", "end"):
-                    location.push()
+                    try:
+                        location.push()
+                    except CharpoetError as exc:  # a network blip must not end a long run
+                        warnings.warn(f"{exc}; training goes on, the next snapshot retries the upload",
+                                      CharpoetWarning, stacklevel=2)
 
             if location.remote:
                 display.console.print(f"run {location.url} (staged in {location.local})")
@@ -127,7 +131,11 @@ def train(
         logging.getLogger("charpoet").removeHandler(handler)
         handler.close()
         if location.remote:
-            location.push()  # the log and anything the last event did not carry
+            try:
+                location.push()  # the log and anything the last event did not carry
+            except CharpoetError as exc:
+                raise CharpoetError(f"{exc}; the run is kept in {location.local}, and the next "
+                                    f"`charpoet train --checkpoint-path {location.url}` uploads it") from None
     if result.stop_reason == "diverged":
         raise CharpoetError(
             f"training diverged: the loss stayed NaN/Inf after {config.train.max_rollbacks} rollbacks; "
