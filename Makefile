@@ -30,7 +30,8 @@ dev: $(VENV)/.installed-dev
 demo: install
 	@echo "== training on the built-in Shakespeare corpus for $(DEMO_MINUTES) minutes (fresh run in $(DEMO)) =="
 	rm -rf $(DEMO)
-	$(BIN)/charpoet train --checkpoint-path $(DEMO) --max-minutes $(DEMO_MINUTES)
+	$(BIN)/charpoet train --checkpoint-path $(DEMO) --max-minutes $(DEMO_MINUTES) \
+		--stats-every 1m --snapshot-every 1m --sample-every 1m --sample-below-loss 2.0
 	@echo "== generating from $(DEMO) =="
 	$(BIN)/charpoet generate --checkpoint-path $(DEMO) --prime "Romeo." --length 600 --temperature 0.7
 

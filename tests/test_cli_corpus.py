@@ -183,3 +183,19 @@ def test_clean_from_standard_input(shared_corpora: Path) -> None:
     assert result.stdout.startswith("Frankenstein, or the Modern Prometheus\n")
     assert result.stdout.endswith("lost in darkness and distance.\n")
     assert "lines 1-" in result.stderr and "header" in result.stderr
+
+
+def test_titles_with_brackets_are_printed_as_text(gutenberg_server) -> None:
+    book = (b"Title: Odes [/Horace] [bold]x[/bold]\n\n*** START OF THE PROJECT GUTENBERG EBOOK ODES ***\n"
+            b"Title text of a book about odes and more odes, long enough to be a body.\n"
+            b"*** END OF THE PROJECT GUTENBERG EBOOK ODES ***\n")
+    gutenberg_server.add("/files/777777/777777.txt", book)
+    result = ok(cli("corpus", "add", "777777", "--library", "odd", "--mirror", gutenberg_server.url, *FAST))
+    assert "added" in result.stdout
+    listing = ok(cli("corpus", "list", "--library", "odd"))
+    assert "Odes [/Horace] [bold]x[/bold]" in " ".join(listing.stdout.split())
+
+
+def test_unwritable_output_is_a_one_line_error(shared_corpora: Path) -> None:
+    raw = shared_corpora / "gutenberg" / "raw" / "pg1013-wells-first-men-in-the-moon.txt"
+    fails(cli("corpus", "clean", raw, "-o", "/proc/no/such/dir/out.txt"), "")

@@ -60,6 +60,11 @@ def test_fresh_moves_the_old_run_aside(tiny_corpus: Path, tmp_path: Path) -> Non
     assert "training on" in again.stderr
     result = cli("train", "--checkpoint-path", run, "--restore", "--fresh")
     assert result.exit_code == 2 and "not both" in result.stderr
+    # a bad option or missing texts: the error comes first, the old run stays where it is
+    for bad in (["--learning-rate", "-1"], ["--text-path", tmp_path / "missing.txt"]):
+        result = cli("train", "--checkpoint-path", run, "--fresh", *bad)
+        assert result.exit_code == 2 and (run / "config.json").is_file()
+    assert len(list(tmp_path.glob("run.old-*"))) == 1
 
 
 def test_job_names(tiny_corpus: Path, tmp_path: Path) -> None:

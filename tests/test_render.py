@@ -210,3 +210,10 @@ def test_rich_many_sources_all_in_legend():
 def test_plain_marks_spans_with_legend_numbers():
     assert to_plain(make()) == "The [1>cat sat<] on [2>the mat<]. A [1>dog <b>&</b><] ran."
     assert to_plain(make("free", spans=())) == "free"
+
+
+def test_only_the_prefix_is_bold() -> None:
+    text = to_rich(make(), legend=False, prefix="PRIME")
+    assert not text.style  # a bold base style would embolden every piece
+    bold = [s for s in text.spans if "bold" in str(s.style)]
+    assert [(s.start, s.end) for s in bold] == [(0, 5)]

@@ -90,3 +90,11 @@ def test_write_split(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["shelf.train.txt", "shelf.valid.txt"]
     assert paths[0].read_text(encoding="utf-8") == parts["train"].text
     assert not (tmp_path / "out" / "shelf.test.txt").exists()
+
+
+def test_by_text_with_an_empty_part() -> None:
+    library = _library(100, 40)
+    parts = split_library(library, 0.0, 0.1, by="text")
+    assert parts["valid"].pieces == () and parts["valid"].text == ""
+    parts = split_library(library, 0.1, 0.0, by="text")
+    assert parts["test"].pieces == ()

@@ -180,6 +180,19 @@ class RunDir:
         except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path} is corrupt: {exc}") from None
 
+    def best_loss(self) -> float | None:
+        """Validation loss recorded in ``best.safetensors``' metadata, if any."""
+        path = self.path / BEST
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+            loss = json.loads(meta.get("metrics", "{}")).get("val_loss")
+        except (SafetensorError, OSError, ValueError, AttributeError):
+            return None
+        return float(loss) if isinstance(loss, int | float) else None
+
     def weights_file(self, which: str) -> str:
         if which not in ("best", "last"):
             raise ConfigError(f"--weights must be best or last, got {which!r}")

@@ -119,6 +119,8 @@ class TrainConfig:
             raise ConfigError(f"--sample-temperatures must be numbers >= 0, got {self.sample_temperatures}")
         _at_least("sample-length", self.sample_length, 1)
         _at_least("early-stop-patience", self.early_stop_patience, 0)
+        if self.early_stop_patience and not Cadence.parse(self.stats_every).enabled:
+            raise ConfigError("--early-stop-patience needs evaluations: set --stats-every")
         if not 0.0 < self.nan_lr_factor < 1.0:
             raise ConfigError(f"--nan-lr-factor must be in (0, 1), got {self.nan_lr_factor}")
         _at_least("max-rollbacks", self.max_rollbacks, 0)

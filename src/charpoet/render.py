@@ -105,7 +105,8 @@ def to_rich(attribution: Attribution, *, legend: bool = True, prefix: str = "") 
 
     att = attribution
     colours = _colours(att)
-    text = Text(prefix, style="bold")
+    text = Text()
+    text.append(prefix, style="bold")  # only the prime is bold; Text(style=...) would embolden everything
     for piece, span in _pieces(att):
         style = None if span is None else Style(color=TEXT_COLOUR, bgcolor=colours[span.source][1])
         text.append(piece, style=style)

@@ -39,7 +39,7 @@ from charpoet.errors import CheckpointError
 # The files and folders of a run that pull() fetches and remove() deletes.
 # "attribution.index.safetensors" is charpoet.attribution.INDEX_FILE (not imported: wrong direction).
 RUN_FILES = (CONFIG, VOCAB, LIBRARY, METRICS, "metrics.jsonl", BEST, LAST, "samples.jsonl",
-             "train.log", "attribution.index.safetensors")
+             "train.log", "loss.png", "attribution.index.safetensors")
 RUN_FOLDERS = ("samples", "tensorboard")
 SYNC_FILE = ".charpoet-sync.json"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+(://|::)")  # two letters at least: C:\ is a drive
@@ -49,6 +49,12 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
     """True for ``scheme://...`` URLs (``file://`` included) and fsspec chains (``a::b://``)."""
     text = os.fspath(path)  # a Path never is one: Path("s3://b/x") is already "s3:/b/x"
     return isinstance(text, str) and bool(_URL.match(text))
+
+
+def read_only_staging() -> Path:
+    """Staging root for commands that only read a remote run (generate, attribute), so they
+    never replace files under a ``charpoet train`` writing to the same URL."""
+    return charpoet_home() / "remote-runs-read"
 
 
 def open_run(path: str | os.PathLike[str]) -> RunLocation:

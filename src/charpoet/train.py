@@ -398,7 +398,7 @@ class _Session:
             self.snapshot(emit=False)
             return None
         if not self.history or self.history[-1]["step"] != self.step:
-            metrics = self.evaluate(last_loss)
+            metrics = self.evaluate(last_loss, scheduled=False)
         else:
             metrics = self.history[-1]
         self.snapshot(emit=False)
@@ -439,6 +439,7 @@ class _Session:
             return False
         self.restore()
         self.lr_scale, self.rollbacks = scale, count
+        self.save_last()  # the lower learning rate survives a crash
         self.run_dir.cut_metrics_log(self.step)
         record = {"kind": "rollback", "step": self.step, "failed_at": failed_at, "lr_scale": scale,
                   "rollbacks": count, "reason": self.bad_value, "time": time.time()}
@@ -460,8 +461,12 @@ class _Session:
         self.emit(self.event("step", loss, chars_per_sec=chars_per_sec, info={"grad_norm": norm}))
         self.last_rate = chars_per_sec
 
-    def evaluate(self, train_loss: float | None) -> dict[str, Any]:
-        """Validation pass; keeps the best weights and the history (metrics.json, metrics.jsonl)."""
+    def evaluate(self, train_loss: float | None, scheduled: bool = True) -> dict[str, Any]:
+        """Validation pass; keeps the best weights and the history (metrics.json, metrics.jsonl).
+
+        Only ``scheduled`` evaluations (the statistics cadence) count towards early stopping, so a
+        run continued after a stop behaves as an uninterrupted one.
+        """
         metrics: dict[str, Any] = {"step": self.step, "epoch": round(self.epoch_float, 4),
                                    "elapsed": round(self.elapsed, 2), "lr": self.optimizer.param_groups[0]["lr"],
                                    "chars_per_sec": round(self.last_rate, 1),
@@ -475,7 +480,7 @@ class _Session:
             self.best = val if val is not None else self.best
             self.bad_evals = 0
             self.run_dir.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "metrics": metrics})
-        else:
+        elif scheduled:
             self.bad_evals += 1
         self.history.append(metrics)
         self.run_dir.write_metrics(self.history)
@@ -555,6 +560,12 @@ class _Session:
         self.step, self.epoch, self.cursor, self.elapsed, self.best = step, epoch, cursor, elapsed, best
         self.bad_evals, self.lr_scale = bad_evals, lr_scale
         self.history = [h for h in self.run_dir.read_metrics() if h.get("step", 0) <= step]
+        self.run_dir.write_metrics(self.history)  # evaluations after the snapshot belong to a lost future
+        self.best = _lowest(self.best, self.run_dir.best_loss())  # best.safetensors may be newer than the snapshot
+
+
+def _lowest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def grad_norm(parameters: Iterator[torch.nn.Parameter], clip_norm: float) -> torch.Tensor:

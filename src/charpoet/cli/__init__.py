@@ -41,6 +41,9 @@ class CharpoetCLI(TyperGroup):
                 sys.exit(exc.exit_code)
             except KeyboardInterrupt:
                 _fail("interrupted", 130)
+            except OSError as exc:  # a path the user gave that cannot be written or read
+                where = f"{exc.filename}: " if exc.filename else ""
+                _fail(f"{where}{exc.strerror or exc}", 2)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -66,6 +69,7 @@ app = typer.Typer(
 )
 
 from charpoet.cli import attribute as _attribute  # noqa: E402,F401  (registers commands)
+from charpoet.cli import chat as _chat  # noqa: E402,F401
 from charpoet.cli import corpus as _corpus  # noqa: E402,F401
 from charpoet.cli import generate as _generate  # noqa: E402,F401
 from charpoet.cli import runs as _runs  # noqa: E402,F401

@@ -32,9 +32,9 @@ def attribute(
     if checkpoint_path is not None:
         from charpoet.checkpoint import RunDir
 
-        from charpoet.storage import RunLocation
+        from charpoet.storage import RunLocation, read_only_staging
 
-        location = RunLocation(checkpoint_path)
+        location = RunLocation(checkpoint_path, staging_root=read_only_staging())
         location.pull()
         if location.remote and not location.exists():
             raise CheckpointError(f"no charpoet run at {location.url}")

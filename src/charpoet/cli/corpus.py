@@ -82,7 +82,7 @@ def _one_line(text: str) -> str:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=not stderr)
+    return Console(stderr=stderr, highlight=False, soft_wrap=not stderr, markup=False)  # titles may hold [brackets]
 
 
 @corpus_app.command()
@@ -106,12 +106,13 @@ def search(
             print(json.dumps(book.to_dict(), ensure_ascii=False))
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column, justify in (("id", "right"), ("title", "left"), ("author", "left"), ("lang", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for book in shown:
-        table.add_row(str(book.id), _one_line(book.title), book.author, ",".join(book.languages))
+        table.add_row(*map(Text, (str(book.id), _one_line(book.title), book.author, ",".join(book.languages))))
     out = _console()
     if shown:
         out.print(table)
@@ -165,6 +166,8 @@ def add(
     if not ids:
         raise CorpusError("no book in the catalog matches")
     clean = CleanOptions(strip_notes=not keep_notes, drop_illustrations=drop_illustrations, unwrap=unwrap)
+    from rich.text import Text
+
     out, err = _console(), _console(stderr=True)
     added = failed = 0
     with err.status("") as status:
@@ -175,7 +178,7 @@ def add(
             label = _one_line(outcome.title) or f"book {outcome.id}"
             if outcome.book is not None and outcome.book.author:
                 label += f" — {outcome.book.author}"
-            out.print(f"{outcome.status:<8} {outcome.id:>6}  {label}  [dim]({outcome.detail})[/dim]")
+            out.print(Text.assemble(f"{outcome.status:<8} {outcome.id:>6}  {label}  ", (f"({outcome.detail})", "dim")))
             added += outcome.status == "added"
             failed += outcome.status == "failed"
             if limit and added >= limit:
@@ -223,6 +226,7 @@ def list_(library: Annotated[str | None, typer.Option(help="Show the books of th
     if not shelf.exists():
         raise CorpusError(f"no library {shelf.name!r} at {shelf.path}")
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column, justify in (("id", "right"), ("title", "left"), ("author", "left"), ("lang", "left"),
@@ -230,8 +234,8 @@ def list_(library: Annotated[str | None, typer.Option(help="Show the books of th
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     books = shelf.books()
     for b in books:
-        table.add_row(str(b.id), b.title, b.author, ",".join(b.languages) or b.detected_language,
-                      f"{b.num_chars:,}", f"{b.removed_lines} lines")
+        table.add_row(*map(Text, (str(b.id), b.title, b.author, ",".join(b.languages) or b.detected_language,
+                                  f"{b.num_chars:,}", f"{b.removed_lines} lines")))
     out.print(table)
     _console(stderr=True).print(f"library {shelf.name}: {len(books)} books, "
                                 f"{sum(b.num_chars for b in books):,} characters ({shelf.path})")
@@ -265,12 +269,12 @@ def show(
                 ("language", ", ".join(info.languages)), ("issued", info.issued),
                 ("subjects", "; ".join(info.subjects)), ("bookshelves", "; ".join(info.bookshelves)),
                 ("LoC class", info.locc)]
-        out.print(f"[bold]#{book_id}[/bold]")
+        out.print(f"#{book_id}", style="bold")
         for key, value in rows:
             if value:
                 out.print(f"  {key + ':':<13}{value}")
     else:
-        out.print(f"[bold]#{book_id}[/bold] (not in the catalog)")
+        out.print(f"#{book_id} (not in the catalog)", style="bold")
     for shelf, book in copies:
         out.print(f"  in library {shelf.name}: {book.title} — {book.num_chars:,} chars, "
                   f"{book.era} boilerplate, {book.removed_lines} lines removed, from {book.raw_file} "

@@ -47,9 +47,9 @@ def generate(
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
     if min_quote < 1:
         raise ConfigError(f"--min-quote must be >= 1, got {min_quote}")
-    from charpoet.storage import RunLocation
+    from charpoet.storage import RunLocation, read_only_staging
 
-    location = RunLocation(checkpoint_path)
+    location = RunLocation(checkpoint_path, staging_root=read_only_staging())
     location.pull()  # a remote run is read from a local copy
     if location.remote and not location.exists():
         raise CheckpointError(f"no charpoet run at {location.url}")

@@ -89,10 +89,8 @@ def train(
     location = RunLocation(checkpoint_path)
     location.pull()
     run = RunDir(location.local)
-    if fresh and run.exists():
-        _move_aside(location, run)
-    resume = run.exists()
-    texts = None  # texts named when continuing a run: checked against the run's own
+    resume = run.exists() and not fresh
+    texts = None  # texts named when continuing a run (checked against the run's own), or for --fresh
     if restore or resume:
         stored = run.require().read_config()
         check_compatible(stored, overrides)
@@ -105,6 +103,13 @@ def train(
     else:
         config = _apply(RunConfig(), overrides)
     config.validate()
+    if fresh and run.exists():  # only once the new run's options and texts are known to be good
+        from charpoet.corpus import load_library
+
+        data = config.data
+        texts = (load_library(data.text_path or None, library=data.library or None)
+                 if data.text_path or data.library else load_library(corpus=data.corpus))
+        _move_aside(location, run)
 
     from charpoet.monitor import TrainingMonitor
     from charpoet.train import train as train_run
@@ -174,8 +179,9 @@ def _move_aside(location: RunLocation, run: RunDir) -> None:
         warnings.warn(f"--fresh: deleted the old run at {location.url}", CharpoetWarning, stacklevel=2)
         return
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    aside = run.path.with_name(f"{run.path.name}.old-{stamp}")
-    run.path.rename(aside)
+    path = run.path.resolve()
+    aside = path.with_name(f"{path.name}.old-{stamp}")
+    path.rename(aside)
     warnings.warn(f"--fresh: moved the old run to {aside}", CharpoetWarning, stacklevel=2)
 
 

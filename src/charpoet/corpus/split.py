@@ -91,7 +91,9 @@ def _by_text(library: Library, shares: dict[str, float]) -> dict[str, list[tuple
     for source in library:
         text = source.text
         first = _cut(text, round(len(text) * shares["train"]))
-        second = _cut(text, round(len(text) * (shares["train"] + shares["valid"])), low=first)
+        second = first if shares["valid"] == 0 else (
+            len(text) if shares["test"] == 0 else
+            _cut(text, round(len(text) * (shares["train"] + shares["valid"])), low=first))
         for name, piece in zip(PARTS, (text[:first], text[first:second], text[second:]), strict=True):
             if piece.strip():
                 parts[name].append((source.name, piece))
