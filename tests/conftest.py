@@ -57,6 +57,23 @@ def tiny_corpus(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small char model trained once per test session on ``make_text`` (no dropout)."""
+    from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from charpoet.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    (root / "text.txt").write_text(make_text(400), encoding="utf-8")
+    config = RunConfig(
+        model=ModelConfig(rnn_size=32, embedding_size=16, drop_rate=0.0),
+        data=DataConfig(text_path=[str(root / "text.txt")], batch_size=8, seq_len=32),
+        train=TrainConfig(learning_rate=1e-2, warmup_steps=5, num_epochs=5.0, stats_every="1000steps", device="cpu"),
+    )
+    train(config, root / "run")
+    return root / "run"
+
+
 @pytest.fixture
 def tiny_config():
     """A model and schedule small enough to train in a second or two."""

@@ -14,20 +14,8 @@ from charpoet.train import train
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from conftest import make_text
-
-    from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-
-    root = tmp_path_factory.mktemp("chat")
-    (root / "text.txt").write_text(make_text(400), encoding="utf-8")
-    config = RunConfig(
-        model=ModelConfig(rnn_size=32, embedding_size=16, drop_rate=0.0),
-        data=DataConfig(text_path=[str(root / "text.txt")], batch_size=8, seq_len=32),
-        train=TrainConfig(learning_rate=1e-2, warmup_steps=5, num_epochs=5.0, stats_every="1000steps", device="cpu"),
-    )
-    train(config, root / "run")
-    return root / "run"
+def run(trained_run):
+    return trained_run
 
 
 @pytest.fixture(scope="module")

@@ -8,23 +8,6 @@ from charpoet.sample import SampleOptions, filter_logits, load
 from charpoet.train import train
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from conftest import make_text
-
-    from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-
-    root = tmp_path_factory.mktemp("sample")
-    (root / "text.txt").write_text(make_text(400), encoding="utf-8")
-    config = RunConfig(
-        model=ModelConfig(rnn_size=32, embedding_size=16, drop_rate=0.0),
-        data=DataConfig(text_path=[str(root / "text.txt")], batch_size=8, seq_len=32),
-        train=TrainConfig(learning_rate=1e-2, warmup_steps=5, num_epochs=4.0, stats_every="1000steps", device="cpu"),
-    )
-    train(config, root / "run")
-    return root / "run"
-
-
 def test_stateful_generation_matches_refeeding_the_whole_text(trained_run):
     lm = load(trained_run)
     text = lm.generate("ROMEO:", length=40, temperature=0)[0]

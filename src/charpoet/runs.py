@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charpoet.checkpoint import CONFIG, LAST, LIBRARY, METRICS, RunDir
+from charpoet.checkpoint import CONFIG, LAST, LIBRARY, RunDir
 from charpoet.config import DataConfig, RunConfig
 from charpoet.errors import CharpoetError, CheckpointError
 
