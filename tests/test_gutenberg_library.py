@@ -178,3 +178,19 @@ def test_add_books_download_limit_keeps_what_was_added(gutenberg_server) -> None
         for outcome in add_books(shelf, client, [5, 84, 1342]):
             seen.append(outcome.status)
     assert seen == ["added", "failed"] and [b.id for b in shelf.books()] == [5]
+
+
+def test_concurrent_adds_lose_no_book(isolated_home: Path) -> None:
+    import threading
+
+    def add(start: int) -> None:
+        shelf = open_library("busy")  # each writer has its own handle, as two processes would
+        for i in range(start, start + 10):
+            _put(shelf, i, f"text {i}\n")
+
+    threads = [threading.Thread(target=add, args=(start,)) for start in (1, 101)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(b.id for b in open_library("busy").books()) == [*range(1, 11), *range(101, 111)]

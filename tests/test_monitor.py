@@ -164,3 +164,17 @@ def test_display_renders_the_new_events(tmp_path):
     assert "sample at step 30, T=0.5" in text and "sample at step 30, T=1" in text
     assert "validation loss stopped improving" in text and "gave up after repeated non-finite losses" in text
 
+
+
+def test_resume_and_rollback_cut_the_samples_back(tmp_path) -> None:
+    (tmp_path / "samples").mkdir()
+    lines = [json.dumps({"step": s, "temperature": 0.8, "text": "x"}) + "\n" for s in (5, 10, 15, 20)]
+    (tmp_path / "samples.jsonl").write_text("".join(lines) + '{"step": 25, "te', encoding="utf-8")
+    for s in (5, 10, 15, 20):
+        (tmp_path / "samples" / f"step-{s:07d}.html").write_text("<html/>")
+    with TrainingMonitor(tmp_path, tensorboard=False) as monitor:
+        monitor(event("start", step=15, info={"start_step": 15}))
+        assert [json.loads(x)["step"] for x in (tmp_path / "samples.jsonl").read_text().splitlines()] == [5, 10, 15]
+        monitor(event("rollback", step=5, info={"to_step": 5, "rollbacks": 1, "lr_scale": 0.5}))
+    assert [json.loads(x)["step"] for x in (tmp_path / "samples.jsonl").read_text().splitlines()] == [5]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-0000005.html"]

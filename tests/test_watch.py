@@ -170,3 +170,14 @@ def test_early_stopping_on_validation_loss(tiny_corpus, tiny_config, tmp_path, m
     assert result.best_val_loss == 2.0
     _, meta = RunDir(tmp_path / "run").load_weights("best")
     assert meta["step"] == 6  # the best checkpoint is the one with val loss 2.0
+
+
+def test_cadence_reference_points_survive_a_restart(tiny_corpus, tiny_config, tmp_path) -> None:
+    run = tmp_path / "run"
+    config = tiny_config(tiny_corpus, num_epochs=1.0, stats_every="10steps", sample_every="7steps",
+                         sample_below_loss=100.0)
+    train(config, run, stop_after_steps=15)
+    _, meta = RunDir(run).load_tensors("last.safetensors")
+    trainer = meta["trainer"]
+    assert trainer["last_stats"][0] == 10 and trainer["last_sample"][0] == 14
+    assert 0 < trainer["last_stats"][1] <= trainer["last_sample"][1] <= trainer["elapsed"]

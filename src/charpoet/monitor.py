@@ -84,6 +84,8 @@ class TrainingMonitor:
 
     def __call__(self, event: TrainEvent) -> None:
         samples = None
+        if event.kind in ("start", "rollback"):  # samples after the snapshot belong to a lost future
+            self._guard("samples", self._cut_samples, int(event.info.get("start_step", event.info.get("to_step", 0))))
         if event.kind == "sample" and self.enabled["samples"]:
             samples = self._guard("samples", self._sample, event)
         if self.enabled["tensorboard"]:
@@ -149,6 +151,23 @@ class TrainingMonitor:
                  for t, att in samples]
         with open(self.run_dir / SAMPLES_LOG, "a", encoding="utf-8") as f:
             f.writelines(lines)
+
+    def _cut_samples(self, step: int) -> None:
+        """Keep only the samples written up to ``step``; a resumed or rolled-back run redoes the rest."""
+        path = self.run_dir / SAMPLES_LOG
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn line from a killed process
+        atomic_write_bytes(path, "".join(kept).encode("utf-8"))
+        for page in (self.run_dir / SAMPLES_DIR).glob("step-*.html"):
+            if page.stem[5:].isdigit() and int(page.stem[5:]) > step:
+                page.unlink(missing_ok=True)
 
     # --- TensorBoard ------------------------------------------------------------------------
     def _open(self, purge_step: int | None = None) -> Any:

@@ -288,6 +288,10 @@ class _Session:
         self.state: State | None = None
         self.history: list[dict[str, Any]] = []
         self.start_step = 0
+        # (step, training seconds) of the last evaluation and sample, kept in snapshots so that
+        # time cadences continue across a restart as in an uninterrupted run
+        self.last_stats: tuple[int, float] = (0, 0.0)
+        self.last_sample: tuple[int, float] = (0, 0.0)
 
     # --- progress -----------------------------------------------------------------------
     @property
@@ -320,8 +324,7 @@ class _Session:
         stats, snapshot, sample = (Cadence.parse(self.tc.stats_every, "stats-every"),
                                    Cadence.parse(self.tc.snapshot_every, "snapshot-every"),
                                    Cadence.parse(self.tc.sample_every, "sample-every"))
-        last = {"stats": (self.step, self.elapsed), "snapshot": (self.step, self.elapsed),
-                "sample": (self.step, self.elapsed)}
+        last = {"stats": self.last_stats, "snapshot": (self.step, self.elapsed), "sample": self.last_sample}
         self.model.train()
         session_steps, reason = 0, ""
         loss_sum, loss_count = torch.zeros((), device=self.device), 0
@@ -339,7 +342,8 @@ class _Session:
                         reason = "diverged"
                     loss_sum.zero_()
                     loss_count, log_time, log_step = 0, time.perf_counter(), self.step
-                    last = {k: (self.step, self.elapsed) for k in last}
+                    last = {"stats": self.last_stats, "snapshot": (self.step, self.elapsed),
+                            "sample": self.last_sample}
                     clock = time.perf_counter()
                     continue
                 loss_sum += loss
@@ -357,7 +361,7 @@ class _Session:
                     loss_sum.zero_()
                     loss_count, log_time, log_step = 0, now, self.step
                 if at_stats:
-                    last["stats"] = (self.step, self.elapsed)
+                    last["stats"] = self.last_stats = (self.step, self.elapsed)
                     metrics = self.evaluate(last_loss)
                     self.emit(self.event("eval", last_loss, metrics=metrics, info={"preview": self.preview()}))
                     if self.tc.early_stop_patience and self.bad_evals >= self.tc.early_stop_patience:
@@ -367,7 +371,7 @@ class _Session:
                     self.snapshot()
                 if (sample.due(self.step, self.elapsed, *last["sample"]) and last_loss is not None
                         and last_loss < self.tc.sample_below_loss and not reason):
-                    last["sample"] = (self.step, self.elapsed)
+                    last["sample"] = self.last_sample = (self.step, self.elapsed)
                     self.emit(self.event("sample", last_loss, info=self.sample_request()))
                 clock = time.perf_counter()  # evaluation, snapshots and samples are not training time
                 log_time += clock - now  # ... nor part of the next throughput figure
@@ -530,6 +534,7 @@ class _Session:
         b = self.batches
         trainer = {"step": self.step, "epoch": self.epoch, "cursor": self.cursor, "elapsed": self.elapsed,
                    "best_val_loss": self.best, "bad_evals": self.bad_evals, "lr_scale": self.lr_scale,
+                   "last_stats": list(self.last_stats), "last_sample": list(self.last_sample),
                    "batch_size": b.batch_size, "seq_len": b.seq_len, "steps_per_epoch": b.steps_per_epoch}
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
         save_training_state(self.run_dir, TrainingState(self.model.state_dict(), self.optimizer.state_dict(),
@@ -545,6 +550,8 @@ class _Session:
             layout = (trainer["batch_size"], trainer["seq_len"], trainer["steps_per_epoch"])
             elapsed, best = float(trainer["elapsed"]), trainer["best_val_loss"]
             bad_evals, lr_scale = int(trainer.get("bad_evals", 0)), float(trainer.get("lr_scale", 1.0))
+            last_stats = tuple(trainer.get("last_stats", (step, elapsed)))
+            last_sample = tuple(trainer.get("last_sample", (step, elapsed)))
             torch.set_rng_state(ts.rng_cpu)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.run_dir.path / LAST} does not match the run's configuration: {exc}") from None
@@ -559,6 +566,8 @@ class _Session:
             self.state = None
         self.step, self.epoch, self.cursor, self.elapsed, self.best = step, epoch, cursor, elapsed, best
         self.bad_evals, self.lr_scale = bad_evals, lr_scale
+        self.last_stats = (int(last_stats[0]), float(last_stats[1]))
+        self.last_sample = (int(last_sample[0]), float(last_sample[1]))
         self.history = [h for h in self.run_dir.read_metrics() if h.get("step", 0) <= step]
         self.run_dir.write_metrics(self.history)  # evaluations after the snapshot belong to a lost future
         self.best = _lowest(self.best, self.run_dir.best_loss())  # best.safetensors may be newer than the snapshot

@@ -24,6 +24,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ class BookLibrary:
     def books(self) -> list[LibraryBook]:
         """Books in the order they were added; empty for a library that does not exist yet."""
         if not self.exists():
-            if self.path.exists() and any(self.path.iterdir()):
+            if self.path.exists() and any(not p.name.startswith(".") for p in self.path.iterdir()):
                 raise CorpusError(f"{self.path} is not a charpoet library (no library.json)")
             return []
         try:
@@ -187,27 +188,45 @@ class BookLibrary:
 
     def put(self, book: LibraryBook, text: str, report: str = "") -> LibraryBook:
         """Store ``text`` as ``book`` (replacing a book with the same id); returns the stored record."""
-        others = [b for b in self.books() if b.id != book.id]  # before the first write: checks the directory
         data = text.encode("utf-8")
         book = replace(book, file=f"texts/{book.id}.txt", num_chars=len(text),
                        sha256=hashlib.sha256(data).hexdigest(), added=book.added or time.time())
-        atomic_write_bytes(self.path / book.file, data)
-        if report:
-            atomic_write_bytes(self.path / "reports" / f"{book.id}.txt", report.encode("utf-8"))
-        self._write_manifest(others + [book])
+        with self._locked():  # another `corpus add` may be updating the same library
+            others = [b for b in self.books() if b.id != book.id]  # also checks the directory is a library
+            atomic_write_bytes(self.path / book.file, data)
+            if report:
+                atomic_write_bytes(self.path / "reports" / f"{book.id}.txt", report.encode("utf-8"))
+            self._write_manifest(others + [book])
         return book
 
     def remove(self, book_ids: Iterable[int]) -> list[int]:
         """Drop books from the library; returns the ids that were present."""
         ids = set(book_ids)
-        books = self.books()
-        gone = [b for b in books if b.id in ids]
-        if gone:
-            self._write_manifest([b for b in books if b.id not in ids])
-            for b in gone:
-                (self.path / b.file).unlink(missing_ok=True)
-                (self.path / "reports" / f"{b.id}.txt").unlink(missing_ok=True)
+        with self._locked():
+            books = self.books()
+            gone = [b for b in books if b.id in ids]
+            if gone:
+                self._write_manifest([b for b in books if b.id not in ids])
+                for b in gone:
+                    (self.path / b.file).unlink(missing_ok=True)
+                    (self.path / "reports" / f"{b.id}.txt").unlink(missing_ok=True)
         return [b.id for b in gone]
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the library's manifest (POSIX; elsewhere a no-op)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a") as handle:
+            try:
+                import fcntl
+            except ImportError:  # Windows: no advisory locks here
+                yield
+                return
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _write_manifest(self, books: list[LibraryBook]) -> None:
         d = {"format": _FORMAT, "version": _VERSION, "name": self.name,
