@@ -352,3 +352,20 @@ def test_interactive_loop_streams_highlights_and_survives_ctrl_c(run, lm, monkey
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # without colours and cursor moves
     assert all(t.answer.split("\n")[0] in shown for t in replay.turns)
     assert (isolated_home / "chat_history").exists() or importlib.util.find_spec("readline") is None
+
+
+def test_odd_input_never_ends_the_chat(run, tmp_path):
+    script = "The cat\n/temperature nan\n/temperature inf\n/save /\n/save .\n\udcff\nA dog\n"
+    result = chat(run, script.encode("utf-8", "surrogateescape"), "--seed", "1")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "/temperature must be a finite number, got nan" in lines
+    assert "/temperature must be a finite number, got inf" in lines
+    assert sum(line.startswith("cannot save to") for line in lines) == 2
+    assert any("not in the model's vocabulary" in line for line in lines)
+    assert result.stdout.count("\n\n") == 2  # both real turns were answered
+
+
+def test_a_single_stop_string():
+    assert ChatOptions(stop="\nYOU:").stop == ("\nYOU:",)
+    assert ChatOptions(stop=["a", "b"]).stop == ("a", "b")

@@ -181,3 +181,34 @@ def test_cadence_reference_points_survive_a_restart(tiny_corpus, tiny_config, tm
     trainer = meta["trainer"]
     assert trainer["last_stats"][0] == 10 and trainer["last_sample"][0] == 14
     assert 0 < trainer["last_stats"][1] <= trainer["last_sample"][1] <= trainer["elapsed"]
+
+
+def test_a_crash_after_an_evaluation_does_not_change_early_stopping(tiny_corpus, tiny_config, tmp_path, monkeypatch) -> None:
+    table = {5: 3.0, 10: 2.0, 15: 2.5, 20: 1.5, 25: 2.6, 30: 2.7, 35: 2.8, 40: 2.9}
+    current = [0]
+    real_evaluate = train_module._Session.evaluate
+
+    def evaluate(self, *args, **kwargs):
+        current[0] = self.step
+        return real_evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(train_module._Session, "evaluate", evaluate)
+    monkeypatch.setattr(train_module, "estimate_loss", lambda *a, **k: {
+        "val_loss": table.get(current[0], 9.0), "val_bpc": 1.0, "val_accuracy": 0.5, "val_tokens": 1})
+    config = tiny_config(tiny_corpus, num_epochs=5.0, stats_every="5steps", snapshot_every="10steps",
+                         early_stop_patience=3)
+    whole = train(config, tmp_path / "whole")
+
+    def crash_after_step_20_eval(event):
+        if event.kind == "eval" and event.step == 20:
+            raise RuntimeError("the machine died")  # after best.safetensors (step 20), before the snapshot
+
+    with pytest.raises(RuntimeError):
+        train(config, tmp_path / "split", on_event=crash_after_step_20_eval)
+    _, meta = RunDir(tmp_path / "split").load_tensors("last.safetensors")
+    assert meta["trainer"]["step"] == 10
+    resumed = train(config, tmp_path / "split")
+    assert whole.stop_reason == resumed.stop_reason == "early-stop"
+    assert resumed.step == whole.step == 35 and resumed.best_val_loss == whole.best_val_loss == 1.5
+    _, best = RunDir(tmp_path / "split").load_weights("best")
+    assert best["step"] == 20

@@ -27,6 +27,8 @@ conversation with the same seed gives the same answers.
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -63,13 +65,16 @@ class ChatOptions:
     seed: int | None = None  # for the random generator, at creation and on reset
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stop", tuple(self.stop))  # a list is welcome too
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)  # one string, or a list
+        object.__setattr__(self, "stop", stop)
 
     def validate(self, names: Mapping[str, str] | None = None) -> ChatOptions:
         """Check every value; messages name the option as ``names[field]`` (default ``--kebab-case``)."""
         def name(f: str) -> str:
             return (names or {}).get(f) or "--" + f.replace("_", "-")
 
+        if not math.isfinite(self.temperature):
+            raise ConfigError(f"{name('temperature')} must be a finite number, got {self.temperature:g}")
         if self.temperature < 0:
             raise ConfigError(f"{name('temperature')} must be > 0 (or 0 for greedy), got {self.temperature:g}")
         if self.top_k < 0:

@@ -131,13 +131,15 @@ class RunDir:
     def read_metrics_log(self) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl``; a torn or malformed line (a killed process) is skipped."""
         try:
-            lines = (self.path / METRICS_LOG).read_text(encoding="utf-8").splitlines()
+            lines = (self.path / METRICS_LOG).read_text(encoding="utf-8").split("\n")  # JSON may hold U+2028
         except FileNotFoundError:
             return []
         except (OSError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{self.path / METRICS_LOG} is unreadable: {exc}") from None
         records = []
         for line in lines:
+            if not line.strip():
+                continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:

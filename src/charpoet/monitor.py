@@ -158,10 +158,12 @@ class TrainingMonitor:
         if not path.exists():
             return
         kept = []
-        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines: texts may hold U+2028
+            if not line:
+                continue
             try:
                 if json.loads(line)["step"] <= step:
-                    kept.append(line if line.endswith("\n") else line + "\n")
+                    kept.append(line + "\n")
             except (ValueError, KeyError, TypeError):
                 continue  # a torn line from a killed process
         atomic_write_bytes(path, "".join(kept).encode("utf-8"))

@@ -13,6 +13,8 @@ and the hidden state is carried, so each new token costs one step, never a re-fe
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ class SampleOptions:
     def validate(self) -> SampleOptions:
         if self.length < 0:
             raise ConfigError(f"--length must be >= 0, got {self.length}")
-        if self.temperature < 0:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
             raise ConfigError(f"--temperature must be > 0 (or 0 for greedy), got {self.temperature}")
         if self.top_k < 0:
             raise ConfigError(f"--top-k must be >= 0 (0 = off), got {self.top_k}")

@@ -74,7 +74,8 @@ class CharTokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         """Ids as int64 array; characters outside the vocabulary are an error naming them."""
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        # surrogatepass: a lone surrogate (undecodable input) becomes an unknown character, not a crash
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
         pos = np.searchsorted(self._sorted_codes, codes)
         pos = np.minimum(pos, len(self._sorted_codes) - 1)
         known = self._sorted_codes[pos] == codes

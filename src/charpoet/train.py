@@ -278,7 +278,8 @@ class _Session:
         self.budget = self.tc.max_minutes * 60.0
         # Counters: optimizer steps, completed epochs, batch index within the epoch, training seconds.
         self.step, self.epoch, self.cursor, self.elapsed = 0, 0, 0, 0.0
-        self.best: float | None = None
+        self.best: float | None = None  # lowest validation loss on the way to this state (early stopping)
+        self.best_saved: float | None = None  # validation loss of best.safetensors (may be newer)
         self.bad_evals = 0  # evaluations since the best one (early stopping)
         self.lr_scale = 1.0  # lowered by every rollback after a non-finite loss
         self.rollbacks = 0  # consecutive rollbacks (reset by the next good snapshot)
@@ -483,9 +484,11 @@ class _Session:
         if val is None or self.best is None or val < self.best:
             self.best = val if val is not None else self.best
             self.bad_evals = 0
-            self.run_dir.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "metrics": metrics})
         elif scheduled:
             self.bad_evals += 1
+        if val is None or self.best_saved is None or val < self.best_saved:
+            self.best_saved = val
+            self.run_dir.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "metrics": metrics})
         self.history.append(metrics)
         self.run_dir.write_metrics(self.history)
         self.run_dir.append_metrics_log({"kind": "eval", **metrics, "time": time.time()}, sync=True)
@@ -570,7 +573,9 @@ class _Session:
         self.last_sample = (int(last_sample[0]), float(last_sample[1]))
         self.history = [h for h in self.run_dir.read_metrics() if h.get("step", 0) <= step]
         self.run_dir.write_metrics(self.history)  # evaluations after the snapshot belong to a lost future
-        self.best = _lowest(self.best, self.run_dir.best_loss())  # best.safetensors may be newer than the snapshot
+        # best.safetensors may come from an evaluation after the snapshot (a killed process, or a
+        # rolled-back path): keep it unless something better comes; early stopping counts from the snapshot
+        self.best_saved = _lowest(self.best, self.run_dir.best_loss())
 
 
 def _lowest(a: float | None, b: float | None) -> float | None:

@@ -43,7 +43,7 @@ class CharpoetCLI(TyperGroup):
                 _fail("interrupted", 130)
             except OSError as exc:  # a path the user gave that cannot be written or read
                 where = f"{exc.filename}: " if exc.filename else ""
-                _fail(f"{where}{exc.strerror or exc}", 2)
+                _fail(f"{where}{exc.strerror or exc or type(exc).__name__}", 2)
         sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -77,9 +77,9 @@ def chat(
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
     if min_quote < 1:
         raise ConfigError(f"--min-quote must be >= 1, got {min_quote}")
-    from charpoet.storage import RunLocation
+    from charpoet.storage import RunLocation, read_only_staging
 
-    location = RunLocation(checkpoint_path)
+    location = RunLocation(checkpoint_path, staging_root=read_only_staging())
     location.pull()  # a remote run is read from a local copy
     if location.remote and not location.exists():
         raise CheckpointError(f"no charpoet run at {location.url}")
@@ -104,7 +104,7 @@ class _Session:
         self.label = label
         self.highlight = highlight
         self.min_quote = min_quote
-        self.console = Console(highlight=False, soft_wrap=True)
+        self.console = Console(highlight=False)  # soft_wrap would make Live crop long lines
         self._index: Any = None
 
     def index(self) -> Any:
@@ -121,13 +121,16 @@ class _Session:
         except CharpoetError as exc:
             say(f"{exc}; not sent")
             return
+        before = len(self.conv.turns)
         try:
             if self.highlight and self.console.is_terminal:
                 self._live(stream)
             else:
                 self._plain(stream)
         except KeyboardInterrupt:
-            stream.close()  # the conversation stays as before this turn
+            stream.close()  # an unfinished answer leaves the conversation as before this turn
+            if len(self.conv.turns) > before:
+                self.conv.undo()  # the answer was complete: Ctrl-C came while it was being highlighted
             sys.stdout.write("\n")
             say("interrupted; the exchange was dropped")
 
@@ -231,17 +234,22 @@ class _Session:
         if not self.conv.turns:
             say("nothing to save yet")
             return
-        path = Path(name).expanduser()
-        if path.suffix.lower() in (".html", ".htm"):  # the page as named, the transcript beside it
-            text_path, html_path = path.with_suffix(".txt"), path
-        else:  # notes.txt -> notes.html, notes -> notes.html
-            text_path, html_path = path, path.with_suffix(".html")
         try:
+            path = Path(name).expanduser()
+            if not path.name or path.name in (".", ".."):
+                raise ValueError("give a file name")
+            if path.suffix.lower() in (".html", ".htm"):  # the page as named, the transcript beside it
+                text_path, html_path = path.with_suffix(".txt"), path
+            else:  # notes.txt -> notes.html, notes -> notes.html
+                text_path, html_path = path, path.with_suffix(".html")
             page = _page(self.conv.turns, self.index(), self.min_quote, f"charpoet chat with {self.label}")
             text_path.write_text(self.conv.transcript, encoding="utf-8")
             html_path.write_text(page, encoding="utf-8")
         except OSError as exc:
             say(f"cannot save: {exc.strerror or exc}: {exc.filename or name}")
+            return
+        except (ValueError, RuntimeError, CharpoetError) as exc:
+            say(f"cannot save to {name!r}: {exc}")
             return
         say(f"saved {len(self.conv.turns)} exchanges to {text_path} and {html_path}")
 
@@ -288,7 +296,10 @@ def _handle(session: _Session, line: str) -> bool:
 
 
 def _scripted(session: _Session) -> None:
-    for line in sys.stdin:
+    import io
+
+    lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace") if hasattr(sys.stdin, "buffer") else sys.stdin
+    for line in lines:
         if not _handle(session, line.rstrip("\r\n")):
             break
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -132,15 +134,20 @@ def train(
             if location.remote:
                 display.console.print(f"run {location.url} (staged in {location.local})")
             result = train_run(config, run.path, restore=resume, library=texts, on_event=on_event)
+    except BaseException:
+        if location.remote:  # upload what there is, but report the error that stopped training
+            with contextlib.suppress(CharpoetError):
+                location.push()
+        raise
     finally:
         logging.getLogger("charpoet").removeHandler(handler)
         handler.close()
-        if location.remote:
-            try:
-                location.push()  # the log and anything the last event did not carry
-            except CharpoetError as exc:
-                raise CharpoetError(f"{exc}; the run is kept in {location.local}, and the next "
-                                    f"`charpoet train --checkpoint-path {location.url}` uploads it") from None
+    if location.remote:
+        try:
+            location.push()  # the log and anything the last event did not carry
+        except CharpoetError as exc:
+            raise CharpoetError(f"{exc}; the run is kept in {location.local}, and the next "
+                                f"`charpoet train --checkpoint-path {location.url}` uploads it") from None
     if result.stop_reason == "diverged":
         raise CharpoetError(
             f"training diverged: the loss stayed NaN/Inf after {config.train.max_rollbacks} rollbacks; "
@@ -179,8 +186,12 @@ def _move_aside(location: RunLocation, run: RunDir) -> None:
         warnings.warn(f"--fresh: deleted the old run at {location.url}", CharpoetWarning, stacklevel=2)
         return
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = run.path.resolve()
+    path = Path(os.path.abspath(run.path))  # a symlink is moved itself, not its target
     aside = path.with_name(f"{path.name}.old-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.old-{stamp}-{n}")
     path.rename(aside)
     warnings.warn(f"--fresh: moved the old run to {aside}", CharpoetWarning, stacklevel=2)
 
