@@ -369,3 +369,12 @@ def test_odd_input_never_ends_the_chat(run, tmp_path):
 def test_a_single_stop_string():
     assert ChatOptions(stop="\nYOU:").stop == ("\nYOU:",)
     assert ChatOptions(stop=["a", "b"]).stop == ("a", "b")
+
+
+def test_a_long_turn_is_fed_in_pieces_with_the_same_result(lm, monkeypatch):
+    import charpoet.chat as chat_module
+
+    text = "The cat sat on the mat. " * 20
+    whole = Conversation(lm, SAMPLING).say(text)
+    monkeypatch.setattr(chat_module, "_FEED_CHUNK", 7)
+    assert Conversation(lm, SAMPLING).say(text) == whole

@@ -138,6 +138,9 @@ class Turn(NamedTuple):
     stop: str  # why the answer ended: stop, max_length, sentences or blank_line
 
 
+_FEED_CHUNK = 2048  # tokens of a user turn fed per forward pass: bounds the (1, t, V) logits
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     state: tuple[torch.Tensor, ...] | None  # each (L, 1, H); tensors are never changed in place
@@ -229,7 +232,9 @@ class Conversation:
         banned = getattr(self.lm.tokenizer, "unk_id", None)
         recorded = False
         try:
-            logits, state = self.lm.model(ids.unsqueeze(0), self._state)  # the turn, once: (1, T, V)
+            state = self._state
+            for start in range(0, len(ids), _FEED_CHUNK):  # the turn, once; a long paste in pieces
+                logits, state = self.lm.model(ids[start:start + _FEED_CHUNK].unsqueeze(0), state)  # (1, t, V)
             last = logits[:, -1]  # (1, V)
             # (state, length of raw) before each of the last tokens, to cut a stop string back out
             recent: deque[tuple[Any, int]] = deque(maxlen=max((len(s) for s in opts.stop), default=0) + 1)

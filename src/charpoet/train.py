@@ -381,7 +381,7 @@ class _Session:
         metrics = self.finish(reason, last_loss)
         self.emit(self.event("end", last_loss, metrics=metrics, info={"stop_reason": reason}))
         log.info("stopped at step %d (%s)", self.step, reason)
-        return TrainResult(self.run_dir.path, self.step, self.epoch_float, self.best, self.history,
+        return TrainResult(self.run_dir.path, self.step, self.epoch_float, _lowest(self.best, self.best_saved), self.history,
                            reason == "interrupted", reason)
 
     def stop_reason(self, stop_after_steps: int | None, session_steps: int, stop: threading.Event) -> str:
@@ -481,11 +481,12 @@ class _Session:
         if self.valid_rows is not None:
             metrics.update(estimate_loss(self.model, self.valid_rows, self.data.valid.chars_per_token))
         val = metrics.get("val_loss")
-        if val is None or self.best is None or val < self.best:
-            self.best = val if val is not None else self.best
-            self.bad_evals = 0
-        elif scheduled:
-            self.bad_evals += 1
+        if scheduled:  # the end-of-session evaluation is not one an uninterrupted run would make
+            if val is None or self.best is None or val < self.best:
+                self.best = val if val is not None else self.best
+                self.bad_evals = 0
+            else:
+                self.bad_evals += 1
         if val is None or self.best_saved is None or val < self.best_saved:
             self.best_saved = val
             self.run_dir.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "metrics": metrics})
