@@ -193,6 +193,13 @@ def test_word_runs_chat_without_unk(tiny_corpus, tiny_config, tmp_path):
     assert "<unk>" not in conv.transcript.split("the zebra")[1] and "<unk>" not in answer
     conv.undo()
     assert conv.say("the") == answer
+    # a stop string that begins inside a word token: the answer ends before that token, as the model's memory does
+    words = Conversation(load(tmp_path / "run"), ChatOptions(temperature=1.5, seed=0, max_length=60, stop=("t",)))
+    for line in ("the cat", "the", "the mat"):
+        stream = list(words.stream(line))
+        turn = words.turns[-1]
+        assert "".join(stream) == turn.answer and "t" not in turn.answer
+        assert words.transcript.rstrip().endswith(turn.answer)  # what was shown is what the model remembers
 
 
 # --- the command line --------------------------------------------------------------------------

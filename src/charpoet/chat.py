@@ -259,6 +259,7 @@ class Conversation:
                 for old_state, length in reversed(recent):
                     if length <= end:
                         state, raw = old_state, raw[:length]
+                        answer = raw.strip()  # a word token holding the stop's start goes too
                         break
             self._state = state
             self._chunks += [fed, raw]
