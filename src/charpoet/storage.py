@@ -52,9 +52,19 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
 
 
 def read_only_staging() -> Path:
-    """Staging root for commands that only read a remote run (generate, attribute), so they
+    """Staging root for commands that only read a remote run (generate, chat, attribute), so they
     never replace files under a ``charpoet train`` writing to the same URL."""
     return charpoet_home() / "remote-runs-read"
+
+
+def readable_run(path: str | os.PathLike[str]) -> Path:
+    """The local directory to read the run at ``path`` from: itself, or a fresh copy of a remote
+    run in the read-only staging area; ``CheckpointError`` if a remote URL holds no run."""
+    location = RunLocation(path, staging_root=read_only_staging())
+    location.pull()
+    if location.remote and not location.exists():
+        raise CheckpointError(f"no charpoet run at {location.url}")
+    return location.local
 
 
 def open_run(path: str | os.PathLike[str]) -> RunLocation:

@@ -32,7 +32,7 @@ from charpoet.checkpoint import (
     BEST, LAST, RunDir, TrainingState, check_compatible, load_training_state, save_training_state,
 )
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig
-from charpoet.corpus import Library, load_library
+from charpoet.corpus import Library, load_data_library
 from charpoet.data import StreamBatches, encode_library, eval_layout
 from charpoet.errors import CharpoetWarning, CheckpointError
 from charpoet.model import RNNLM, State, detach_state, sequence_loss
@@ -200,11 +200,7 @@ def prepare_run(
             "or choose another --checkpoint-path"
         )
     if library is None:
-        data = config.data
-        if data.text_path or data.library:
-            library = load_library(data.text_path or None, library=data.library or None)
-        else:
-            library = load_library(corpus=data.corpus)
+        library = load_data_library(config.data)
     # The vocabulary covers the whole library (as nanoGPT and word_language_model do), so
     # a character that only occurs in a validation part can still be evaluated.
     tokenizer = build_tokenizer(config.data.tokenizer, (s.text for s in library), config.data.max_vocab)

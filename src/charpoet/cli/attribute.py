@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from charpoet.cli import app
-from charpoet.errors import CheckpointError, ConfigError
+from charpoet.errors import ConfigError
 
 
 @app.command()
@@ -32,14 +32,11 @@ def attribute(
     if checkpoint_path is not None:
         from charpoet.checkpoint import RunDir
 
-        from charpoet.storage import RunLocation, read_only_staging
+        from charpoet.storage import readable_run
 
-        location = RunLocation(checkpoint_path, staging_root=read_only_staging())
-        location.pull()
-        if location.remote and not location.exists():
-            raise CheckpointError(f"no charpoet run at {location.url}")
-        RunDir(location.local).require()
-        index = index_for_run(location.local)
+        run_path = readable_run(checkpoint_path)
+        RunDir(run_path).require()
+        index = index_for_run(run_path)
     else:
         index = CorpusIndex.build(library_from_paths(text_path or []))
     result = index.attribute(text, min_quote)

@@ -21,7 +21,7 @@ import typer
 
 from charpoet.cli import app
 from charpoet.config import DEVICES
-from charpoet.errors import CharpoetError, CheckpointError, ConfigError
+from charpoet.errors import CharpoetError, ConfigError
 
 HELP = """\
 /temperature [T]      sampling temperature: < 1 safer, > 1 wilder, 0 = greedy (no value: show it)
@@ -77,14 +77,11 @@ def chat(
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
     if min_quote < 1:
         raise ConfigError(f"--min-quote must be >= 1, got {min_quote}")
-    from charpoet.storage import RunLocation, read_only_staging
+    from charpoet.storage import readable_run
 
-    location = RunLocation(checkpoint_path, staging_root=read_only_staging())
-    location.pull()  # a remote run is read from a local copy
-    if location.remote and not location.exists():
-        raise CheckpointError(f"no charpoet run at {location.url}")
-    session = _Session(Conversation(load(location.local, weights=weights, device=device), options),
-                       location.local, checkpoint_path, highlight, min_quote)
+    run_path = readable_run(checkpoint_path)  # a remote run is read from a local copy
+    session = _Session(Conversation(load(run_path, weights=weights, device=device), options),
+                       run_path, checkpoint_path, highlight, min_quote)
     if highlight:
         session.index()  # built (or read from the run's cache) before the first turn
     if sys.stdin.isatty():

@@ -313,7 +313,7 @@ def clean(
     keep_notes: KeepNotes = False, drop_illustrations: DropIllustrations = False, unwrap: Unwrap = False,
 ) -> None:
     """Strip a Gutenberg file's header, footer, licence and notes; the text goes to stdout or -o."""
-    from charpoet.corpus.files import decode_bytes, decode_text
+    from charpoet.corpus.files import decode_file_bytes
     from charpoet.corpus.gutenberg_clean import CleanOptions, clean_gutenberg
 
     if file == "-":
@@ -323,8 +323,7 @@ def clean(
             data, origin = Path(file).read_bytes(), file
         except OSError as e:
             raise CorpusError(f"{file}: cannot read file ({e.strerror})") from None
-    text = decode_text(data, origin, warn_legacy=False)
-    encoding = decode_bytes(data)[1]
+    text, encoding = decode_file_bytes(data, origin)
     options = CleanOptions(strip_notes=not keep_notes, drop_illustrations=drop_illustrations, unwrap=unwrap)
     result = clean_gutenberg(text, options)
     if output is not None:

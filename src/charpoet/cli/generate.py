@@ -10,7 +10,7 @@ import typer
 
 from charpoet.cli import app
 from charpoet.config import DEVICES
-from charpoet.errors import CheckpointError, ConfigError, CorpusError
+from charpoet.errors import ConfigError, CorpusError
 
 
 @app.command()
@@ -47,13 +47,9 @@ def generate(
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
     if min_quote < 1:
         raise ConfigError(f"--min-quote must be >= 1, got {min_quote}")
-    from charpoet.storage import RunLocation, read_only_staging
+    from charpoet.storage import readable_run
 
-    location = RunLocation(checkpoint_path, staging_root=read_only_staging())
-    location.pull()  # a remote run is read from a local copy
-    if location.remote and not location.exists():
-        raise CheckpointError(f"no charpoet run at {location.url}")
-    run_path = location.local
+    run_path = readable_run(checkpoint_path)  # a remote run is read from a local copy
     lm = load(run_path, weights=weights, device=device)
     prime = prime if prime is not None else "\n"
     stream = lm.stream(prime, options)  # checks the prime before anything is printed

@@ -19,7 +19,7 @@ from charpoet.cli import app
 from charpoet.cli.progress import TrainDisplay
 from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from charpoet.errors import CharpoetError, CharpoetWarning, ConfigError
-from charpoet.runs import JOB, expand_job
+from charpoet.runs import JOB, corpus_name, expand_job
 from charpoet.storage import RunLocation
 from charpoet.train import TrainEvent
 
@@ -87,7 +87,7 @@ def train(
     overrides = _overrides(given)
     if JOB in checkpoint_path:
         new = _apply(RunConfig(), overrides).validate()
-        checkpoint_path = expand_job(checkpoint_path, new, _corpus_name(new))
+        checkpoint_path = expand_job(checkpoint_path, new, corpus_name(new.data))
     location = RunLocation(checkpoint_path)
     location.pull()
     run = RunDir(location.local)
@@ -106,11 +106,9 @@ def train(
         config = _apply(RunConfig(), overrides)
     config.validate()
     if fresh and run.exists():  # only once the new run's options and texts are known to be good
-        from charpoet.corpus import load_library
+        from charpoet.corpus import load_data_library
 
-        data = config.data
-        texts = (load_library(data.text_path or None, library=data.library or None)
-                 if data.text_path or data.library else load_library(corpus=data.corpus))
+        texts = load_data_library(config.data)
         _move_aside(location, run)
 
     from charpoet.monitor import TrainingMonitor
@@ -162,20 +160,6 @@ def _floats(flag: str, text: str) -> list[float]:
         return [float(t) for t in text.replace(" ", "").split(",") if t]
     except ValueError:
         raise ConfigError(f"--{flag} must be comma-separated numbers, got {text!r}") from None
-
-
-def _corpus_name(config: RunConfig) -> str:
-    """The name the run's library will have (for %JOB%), without reading the texts."""
-    data = config.data
-    if data.text_path:
-        from charpoet.corpus.files import default_library_name
-
-        return default_library_name(data.text_path)
-    if data.library:
-        from charpoet.corpus.gutenberg import open_library
-
-        return open_library(data.library).name
-    return data.corpus
 
 
 def _move_aside(location: RunLocation, run: RunDir) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from charpoet.corpus.builtin import builtin_names, load_builtin
 from charpoet.corpus.cache import charpoet_home
@@ -10,9 +11,12 @@ from charpoet.corpus.files import decode_text, expand_paths, library_from_paths,
 from charpoet.corpus.library import Library, Source, load_library_file, save_library
 from charpoet.errors import CorpusError
 
+if TYPE_CHECKING:
+    from charpoet.config import DataConfig
+
 __all__ = [
     "Library", "Source", "builtin_names", "charpoet_home", "decode_text", "expand_paths",
-    "library_from_paths", "load_builtin", "load_library", "load_library_file",
+    "library_from_paths", "load_builtin", "load_data_library", "load_library", "load_library_file",
     "read_text_file", "save_library",
 ]
 
@@ -37,3 +41,10 @@ def load_library(
 
         return open_library(library).load()
     return load_builtin(corpus or DEFAULT_CORPUS)
+
+
+def load_data_library(data: DataConfig) -> Library:
+    """The texts a run's data options name: its text files, else its book library, else its corpus."""
+    if data.text_path or data.library:
+        return load_library(data.text_path or None, library=data.library or None)
+    return load_library(corpus=data.corpus)

@@ -120,20 +120,27 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def decode_text(data: bytes, origin: str, *, warn_legacy: bool = True) -> str:
-    """Decode and normalize file bytes; ``origin`` names the file in errors and warnings.
+def decode_file_bytes(data: bytes, origin: str) -> tuple[str, str]:
+    """Decode and normalize file bytes: ``(text, encoding)``; ``origin`` names the file in errors.
 
-    Empty and binary data are errors; a legacy 8-bit encoding gives a ``CharpoetWarning``
-    unless ``warn_legacy`` is false (for sources known to be 8-bit, like Gutenberg ``-8.txt``).
+    Empty and binary data are errors.
     """
     if not data.removeprefix(_BOM).strip():
         raise CorpusError(f"{origin}: file is empty")
     _check_binary(data.removeprefix(_BOM), origin)
     text, encoding = decode_bytes(data)
+    return normalize_text(text), encoding
+
+
+def decode_text(data: bytes, origin: str, *, warn_legacy: bool = True) -> str:
+    """Like ``decode_file_bytes``, the text only; a legacy 8-bit encoding gives a ``CharpoetWarning``
+    unless ``warn_legacy`` is false (for sources known to be 8-bit, like Gutenberg ``-8.txt``).
+    """
+    text, encoding = decode_file_bytes(data, origin)
     if encoding != "UTF-8" and warn_legacy:
         warnings.warn(f"{origin}: not valid UTF-8; decoded as {encoding}", CharpoetWarning,
                       stacklevel=3)
-    return normalize_text(text)
+    return text
 
 
 def read_text_file(path: str | os.PathLike[str]) -> str:

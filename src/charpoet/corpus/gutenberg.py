@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from charpoet.corpus.cache import atomic_write_bytes, charpoet_home
-from charpoet.corpus.files import decode_text
+from charpoet.corpus.files import decode_file_bytes
 from charpoet.corpus.gutenberg_catalog import LANGUAGE_NAMES, BookInfo, Catalog
 from charpoet.corpus.gutenberg_clean import CleanedText, CleanOptions, clean_gutenberg
 from charpoet.corpus.gutenberg_fetch import GutenbergClient, RawBook
@@ -248,10 +248,7 @@ class BookLibrary:
 
 def clean_raw_book(raw: RawBook, options: CleanOptions = CleanOptions()) -> tuple[CleanedText, str]:
     """Decode a downloaded file (UTF-8, or 8-bit for ``-8.txt``) and clean it; -> (result, encoding)."""
-    from charpoet.corpus.files import decode_bytes
-
-    text = decode_text(raw.data, f"book {raw.id} ({raw.filename})", warn_legacy=False)
-    _, encoding = decode_bytes(raw.data)
+    text, encoding = decode_file_bytes(raw.data, f"book {raw.id} ({raw.filename})")
     cleaned = clean_gutenberg(text, options)
     if not cleaned.text.strip():
         raise CorpusError(f"book {raw.id}: nothing left after removing the Project Gutenberg boilerplate")
