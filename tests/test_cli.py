@@ -155,12 +155,13 @@ def test_help_lists_the_commands():
 def test_generate_highlights_and_writes_html(run, tmp_path):
     page = tmp_path / "samples.html"
     result = cli("generate", "--checkpoint-path", run, "--length", "200", "--temperature", "0.2", "--seed", "2",
-                 "--num-samples", "2", "--min-quote", "10", "--html", page)
+                 "--num-samples", "2", "--min-quote", "10", "--html", page, "--prime", "ROMEO: what")
     assert result.exit_code == 0, result.output
     assert "copied verbatim" in result.stderr  # not a terminal: a summary line per sample
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and html.count('class="charpoet-attribution"') == 2
     assert "<mark" in html  # a model trained on four lines copies them
+    assert html.count('<strong class="charpoet-prime">ROMEO: what</strong>') == 2  # the prime, as on a terminal
     assert (run / "attribution.index.safetensors").exists()  # the index is cached in the run
     quiet = cli("generate", "--checkpoint-path", run, "--length", "20", "--no-highlight")
     assert quiet.exit_code == 0 and "copied" not in quiet.stderr

@@ -64,6 +64,9 @@ def test_add_list_show_remove_and_train(gutenberg_server, tmp_path: Path) -> Non
     assert "Shelley, Mary Wollstonecraft" in shown.stdout and "Science fiction" in shown.stdout
     assert "in library tiny" in shown.stdout and "header" in shown.stdout
     fails(cli("corpus", "show", "999999", "--mirror", gutenberg_server.url), "not in the Project Gutenberg catalog")
+    by_name = ok(cli("corpus", "show", "tiny"))  # a library's name shows its books
+    assert by_name.stdout == books.stdout and "library tiny: 2 books" in by_name.stderr
+    fails(cli("corpus", "show", "tinny"), "'tinny' is neither a book number nor a library (libraries: tiny)")
 
     # train on the library: every book is a source, titled and credited
     run = tmp_path / "run"

@@ -311,11 +311,13 @@ def test_429_honours_retry_after(gutenberg_server: GutenbergServer) -> None:
 
 def test_timeout_is_retried(gutenberg_server: GutenbergServer) -> None:
     server = gutenberg_server
-    server.delay("/cache/epub/84/pg84.txt", 1.0)
-    client = make_client(server.url, timeout=0.2, retries=1)
+    # the held answers come long after the client's timeout; the others come at once, so even a
+    # loaded machine answers them well within it
+    server.delay("/cache/epub/84/pg84.txt", 30.0)
+    client = make_client(server.url, timeout=1.0, retries=1)
     assert client.fetch(84).data == server.book_bytes(84)
     assert server.paths() == ["/cache/epub/84/pg84.txt"] * 2
-    server.delay("/cache/epub/1342/pg1342.txt", 1.0, times=2)   # the cache layout goes first
+    server.delay("/cache/epub/1342/pg1342.txt", 30.0, times=2)   # the cache layout goes first
     with pytest.raises(CorpusError, match=r"^book 1342: could not download .*pg1342\.txt "
                                           r"after 2 tries \(timed out\)$"):
         client.fetch(1342)

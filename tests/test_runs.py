@@ -248,3 +248,16 @@ def test_cli_empty_and_missing_directories(tmp_path: Path) -> None:
                                                (86400, "1 day ago"), (3 * 86400 + 5, "3 days ago"), (-50, "just now")])
 def test_format_age(seconds: float, text: str) -> None:
     assert format_age(seconds) == text
+
+
+def test_cli_table_through_a_pipe_never_wraps_or_cuts(runs_dir: Path) -> None:
+    """`charpoet runs | grep NAME` works whatever the width: one whole line per run."""
+    long = "shakespeare-char-lstm-2x384-emb64-with-a-very-long-experiment-name"
+    make_run(runs_dir / long, config(rnn_size=32, embedding_size=16), [1.1], step=7, corpus="a" * 60)
+    result = CliRunner().invoke(app, ["runs", str(runs_dir)], env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 6 and lines[0].split()[:3] == ["run", "corpus", "architecture"]
+    (mine,) = [line for line in lines if long in line]
+    assert mine.split()[:4] == [long, "a" * 60, "char", "lstm"] and "1.1000" in mine
+    assert "\x1b[" not in result.stdout and "[dim]" not in result.stdout

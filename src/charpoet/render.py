@@ -136,9 +136,9 @@ body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; 
 """
 
 
-def _html_body(att: Attribution) -> str:
+def _html_body(att: Attribution, prefix: str = "") -> str:
     colours = _colours(att)
-    parts = []
+    parts = [f'<strong class="charpoet-prime">{html.escape(prefix)}</strong>'] if prefix else []
     for piece, span in _pieces(att):
         if span is None:
             parts.append(html.escape(piece))
@@ -167,13 +167,14 @@ def _html_body(att: Attribution) -> str:
 
 
 def to_html(attribution: Attribution | Sequence[Attribution], *, standalone: bool = True,
-            title: str = "charpoet attribution") -> str:
+            title: str = "charpoet attribution", prefix: str = "") -> str:
     """The highlighted text, legend and summary as HTML: a full page, or a ``<div>`` fragment (Jupyter).
 
     Several attributions (e.g. the samples of one ``generate``) become one page, one block each.
+    ``prefix`` (the priming text of samples) is shown in bold before each text, as in ``to_rich``.
     """
     items = [attribution] if isinstance(attribution, Attribution) else list(attribution)
-    body = "\n<hr>\n".join(_html_body(att) for att in items)
+    body = "\n<hr>\n".join(_html_body(att, prefix) for att in items)
     if not standalone:
         return body
     return (

@@ -55,8 +55,12 @@ class SampleOptions:
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """Scale by temperature and mask everything outside top-k / top-p with -inf; (B, V)."""
-    logits = logits / temperature
+    """Scale by temperature and mask everything outside top-k / top-p with -inf; (B, V).
+
+    The row maximum is subtracted first, so a tiny temperature gives 0 for the best token
+    and -inf for the rest (the greedy limit) instead of inf - inf = NaN.
+    """
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -243,14 +243,26 @@ def list_(library: Annotated[str | None, typer.Option(help="Show the books of th
 
 @corpus_app.command()
 def show(
-    book_id: Annotated[int, typer.Argument(help="Project Gutenberg book number.")],
+    book: Annotated[str, typer.Argument(help="Project Gutenberg book number, or a library (name or directory).")],
     library: Annotated[str | None, typer.Option(help="Also show this library's copy (default: every library that has it).", show_default=False)] = None,
     report: Annotated[bool, _opt("Print the cleaner's report (which lines were removed, and why).")] = False,
     mirror: Mirror = None, catalog_max_age: CatalogAge = 30.0,
 ) -> None:
-    """Show a book's catalog entry and where it is in your libraries."""
+    """Show a book's catalog entry and where it is in your libraries, or the books of a library."""
     from charpoet.corpus.gutenberg import list_libraries, open_library
 
+    if not book.strip().isdigit():  # a library: its books, as `corpus list --library`
+        if library is not None:
+            raise CorpusError(f"{book!r} is not a book number; give a book number with --library")
+        try:
+            shelf = open_library(book)
+        except CorpusError:
+            shelf = None
+        if shelf is None or not shelf.exists():
+            names = ", ".join(s.name for s in list_libraries()) or "none yet"
+            raise CorpusError(f"{book!r} is neither a book number nor a library (libraries: {names})")
+        return list_(str(shelf.path))
+    book_id = int(book)
     shelves = [open_library(library)] if library else list_libraries()
     copies = [(s, s.get(book_id)) for s in shelves]
     copies = [(s, b) for s, b in copies if b is not None]

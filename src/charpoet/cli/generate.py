@@ -77,7 +77,8 @@ def generate(
     if html is not None:
         from charpoet.render import to_html
 
-        html.write_text(to_html(attributions, title=f"charpoet samples from {checkpoint_path}"), encoding="utf-8")
+        html.write_text(to_html(attributions, title=f"charpoet samples from {checkpoint_path}", prefix=prime),
+                        encoding="utf-8")
 
 
 def _plain(stream: Any, prime: str, num_samples: int) -> list[str]:

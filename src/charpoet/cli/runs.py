@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,29 +30,44 @@ def runs(
             print(json.dumps({**run.to_dict(), "updated_at": format_time(run.updated)}, ensure_ascii=False))
         return
     from rich.console import Console
-    from rich.table import Table
 
     now = time.time()
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("run", overflow="fold")
-    table.add_column("corpus", overflow="fold")
-    table.add_column("architecture", overflow="fold")
-    for column in ("steps", "val loss", "bpc"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("updated", overflow="fold")  # wraps before the age on narrow terminals
-    for run in found:
-        table.add_row(
-            f"[red]{_escape(run.name)}[/]" if run.error else _escape(run.name),
-            _escape(run.corpus or "?"), run.architecture or "?",
-            "?" if run.steps is None else f"{run.steps:,}",
-            "-" if run.best_val_loss is None else f"{run.best_val_loss:.4f}",
-            "-" if run.best_val_bpc is None else f"{run.best_val_bpc:.3f}",
-            f"{format_time(run.updated)} [dim]({format_age(now - run.updated)})[/]",
-        )
-    Console(highlight=False).print(table)
+    header = ("run", "corpus", "architecture", "steps", "val loss", "bpc", "updated")
+    rows = [(run.name, run.corpus or "?", run.architecture or "?",
+             "?" if run.steps is None else f"{run.steps:,}",
+             "-" if run.best_val_loss is None else f"{run.best_val_loss:.4f}",
+             "-" if run.best_val_bpc is None else f"{run.best_val_bpc:.3f}",
+             f"{format_time(run.updated)} ({format_age(now - run.updated)})") for run in found]
+    console = Console(highlight=False)
+    if console.is_terminal:
+        console.print(_table(header, rows, [bool(run.error) for run in found]))
+    else:  # a pipe or a file: whole values in aligned columns, one run per line, never wrapped
+        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+        for row in (header, *rows):
+            cells = [c.rjust(w) if 3 <= i <= 5 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+            print("  ".join(cells).rstrip())
     for run in found:
         if run.error:
             print(f"warning: {run.name}: {run.error}", file=sys.stderr)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], failed: list[bool]) -> Any:
+    """A rich table for a terminal: long names fold, the age dims, runs that failed to read are red."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for i, name in enumerate(header):
+        if 3 <= i <= 5:
+            table.add_column(name, justify="right", no_wrap=True)
+        else:
+            table.add_column(name, overflow="fold")  # "updated" wraps before the age on narrow terminals
+    for row, bad in zip(rows, failed):
+        cells = [_escape(c) for c in row]
+        cells[-1] = cells[-1].replace(" (", " [dim](", 1) + "[/]"
+        if bad:
+            cells[0] = f"[red]{cells[0]}[/]"
+        table.add_row(*cells)
+    return table
 
 
 def format_time(timestamp: float) -> str:
