@@ -13,6 +13,12 @@ the corpus for shakespeare; ``moby.test.txt[50000:60000]``, Melville text held o
 moby library) interleaved with verbatim copies of 20-150 characters from random offsets of
 the library. ``--query FILE`` uses that file's text instead.
 
+A second, long query (two verbatim copies of 5,000 characters from random offsets, joined
+by one character found in no source) is attributed with min_len 300, above the search's
+256-byte cap (``CAP``): the line says whether each copy came back as one whole span with
+its source and offset (checked with ``str.find``), how long that took, and the memory of
+the rank array that the index builds at its first match longer than ``CAP`` bytes.
+
 The seeds' method (ml-indie-tools 0.12.42 ``Text_Dataset.source_highlight``) is re-run as
 ``seeds_scan`` on the same query and sources; its spans must be identical (start, end,
 source, source offset). A final line holds all figures as JSON.
@@ -35,6 +41,7 @@ from charpoet.attribution_reference import seeds_scan
 
 DEFAULT_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 QUERY_CHARS = 10_000
+LONG_CHARS, LONG_MIN_LEN = 5_000, 300  # the long-quote check: copies of 5,000 characters, min_len > CAP bytes
 TARGETS = {"build_s": 5.0, "build_mb": 200.0, "attribute_ms": 50.0, "speedup": 100.0}
 
 _CHILD = """
@@ -78,6 +85,23 @@ def mixed_query(sources: list[str], novel: str | None, seed: int = 0, size: int 
     return "".join(parts)[:size]
 
 
+def long_query(sources: list[str], seed: int = 0) -> tuple[str, list[tuple[int, int, int, int]]]:
+    """Two copies of LONG_CHARS characters joined by a character found in no source, and the
+    spans expected: each copy whole, credited to the first source holding it, at its first offset."""
+    rng = random.Random(seed)
+    joint = next(c for c in "\u2603\u2604\u2605\u2606" if not any(c in s for s in sources))
+    copies = []
+    for _ in range(2):
+        source = rng.choices(sources, [len(s) for s in sources])[0]
+        start = rng.randrange(len(source) - LONG_CHARS)
+        copies.append(source[start : start + LONG_CHARS])
+    expected = []
+    for begin, copy in ((0, copies[0]), (LONG_CHARS + 1, copies[1])):
+        first = next(k for k, s in enumerate(sources) if copy in s)
+        expected.append((begin, begin + LONG_CHARS, first, sources[first].find(copy)))
+    return copies[0] + joint + copies[1], expected
+
+
 def build_memory(paths: list[Path]) -> dict:
     """Build once in a fresh interpreter and report its memory (bytes)."""
     out = subprocess.run([sys.executable, "-c", _CHILD, *map(str, paths)], check=True, capture_output=True, text=True)
@@ -117,7 +141,8 @@ def bench(name: str, paths: list[Path], novel: str | None, query: str | None, ar
     print(f"memory:  build peak {build_mb:.0f} MB (RSS +{mem['rss_growth'] / 1e6:.0f} MB"
           f"{'' if mem['peak_grew'] else ', upper bound'}, tracemalloc peak {mem['traced_peak'] / 1e6:.0f} MB)"
           f"   target <= {TARGETS['build_mb']:.0f} MB: {mark(build_mb <= TARGETS['build_mb'])}")
-    print(f"index:   nbytes {index.nbytes / 1e6:.0f} MB in memory, {disk_mb:.0f} MB on disk, load {load_s:.2f} s")
+    nbytes = index.nbytes  # before a long match adds the rank array
+    print(f"index:   nbytes {nbytes / 1e6:.0f} MB in memory, {disk_mb:.0f} MB on disk, load {load_s:.2f} s")
 
     if query is None:
         query = mixed_query(sources, novel, seed=args.seed)
@@ -136,13 +161,28 @@ def bench(name: str, paths: list[Path], novel: str | None, query: str | None, ar
           f", {attr_ms * per_10k:.1f} ms per 10,000 characters"
           f"   target <= {TARGETS['attribute_ms']:.0f} ms: {mark(attr_ms * per_10k <= TARGETS['attribute_ms'])}")
 
+    long, expected = long_query(sources, seed=args.seed)
+    index.attribute(long, LONG_MIN_LEN)  # warm-up
+    long_runs = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        long_result = index.attribute(long, LONG_MIN_LEN)
+        long_runs.append(time.perf_counter() - t0)
+    long_ms = statistics.median(long_runs) * 1000
+    whole = [(s.start, s.end, s.source, s.source_offset) for s in long_result.spans] == expected
+    print(f"long:    2 copies of {LONG_CHARS:,} characters, min_len {LONG_MIN_LEN}: found whole: "
+          f"{'yes' if whole else 'no'} ({len(long_result.spans)} spans)   "
+          f"attribute {long_ms:.1f} ms (median of {args.runs}); rank array +{(index.nbytes - nbytes) / 1e6:.0f} MB")
+
     figures = {"library": name, "sources": len(sources), "chars": library.num_chars, "mb": round(mb_text, 2),
                "build_s": round(build_s, 3), "build_peak_mb": round(build_mb, 1),
                "build_rss_growth_mb": round(mem["rss_growth"] / 1e6, 1),
                "build_tracemalloc_peak_mb": round(mem["traced_peak"] / 1e6, 1),
-               "nbytes_mb": round(index.nbytes / 1e6, 1), "disk_mb": round(disk_mb, 1), "load_s": round(load_s, 3),
+               "nbytes_mb": round(nbytes / 1e6, 1), "disk_mb": round(disk_mb, 1), "load_s": round(load_s, 3),
                "query_chars": len(query), "spans": len(result.spans), "copy_rate": round(result.copy_rate, 4),
-               "attribute_ms": round(attr_ms, 2), "attribute_ms_per_10k": round(attr_ms * per_10k, 2)}
+               "attribute_ms": round(attr_ms, 2), "attribute_ms_per_10k": round(attr_ms * per_10k, 2),
+               "long_whole": whole, "long_attribute_ms": round(long_ms, 2),
+               "rank_mb": round((index.nbytes - nbytes) / 1e6, 1)}
     if not args.skip_seeds:
         t0 = time.perf_counter()
         expected = seeds_scan(query, sources, args.min_len, count_others=False)

@@ -15,10 +15,20 @@ cross from one source into the next::
 
 ``attribute`` looks up every character position of the text at once. A vectorised binary
 search over ``sa`` compares 8-byte blocks, up to ``CAP`` bytes deep, for all positions
-together and gives the longest match of each. The greedy spans and the novelty curve come
-from these lengths. Only a match longer than ``CAP`` bytes is extended one by one, with
-``bisect`` on byte slices. Building is O(n) (about 1 s for 10 MB); a lookup costs
-O(m log n) vectorised work for a text of m characters.
+together and gives the longest match of each, exact when it is shorter than ``CAP`` bytes.
+Positions whose match reaches ``CAP`` get their full length by binary lifting over the rank
+array (``rank[sa[j]] = j``), so a quote of any length costs O(log length) vectorised steps,
+not a byte-by-byte walk per position. With I_d(x) the ``sa`` rows of the suffixes that
+start with the d query bytes at x (suffixes sharing d bytes are ordered by what follows)::
+
+    I_2d(x) = { r in I_d(x) : rank[sa[r] + d] in I_d(x + d) }     (a sub-range of I_d(x))
+
+Intervals for d = 8, 16, 32, ... are built for the query bytes that lie in long matches;
+descending through them (largest d first) gives each match's length in whole 8-byte
+blocks, and one comparison at the neighbours inside the final interval gives the rest.
+The greedy spans and the novelty curve come from these lengths. Building is O(n) (about
+1 s for 10 MB); a lookup costs O(m log n) vectorised work for a text of m characters, plus
+O(b log b log n) for the b bytes of the text inside matches longer than ``CAP``.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import bisect
 import hashlib
 import json
 import math
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +48,20 @@ from charpoet.corpus.cache import atomic_write_bytes
 from charpoet.errors import CheckpointError, ConfigError
 
 SEP = 0xFF
-CAP = 256  # bytes compared by the vectorised search; longer matches are extended by bisect
+CAP = 256  # bytes compared by the vectorised search; longer matches are measured by lifting
 _BLOCK = 4096  # bytes between character-count checkpoints
 _FORMAT = "charpoet.attribution-index/1"
 INDEX_FILE = "attribution.index.safetensors"  # cached in a run directory
 LIBRARY_FILE = "library.json.gz"  # a run's sources (see checkpoint.py)
 _OFFS = np.arange(8)
 
+
+
+def check_min_quote(min_len: int) -> int:
+    """The shortest verbatim copy worth reporting; ``ConfigError`` below 1 character."""
+    if min_len < 1:
+        raise ConfigError(f"--min-quote must be >= 1, got {min_len}")
+    return min_len
 
 class CorpusIndex:
     """Suffix-array index of a library's sources for verbatim-span lookup."""
@@ -109,20 +127,24 @@ class CorpusIndex:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the index arrays."""
-        arrays = (self.sa, self.keys, self.starts, self.block_chars)
+        """Memory held by the index arrays (``rank`` too, once a long match has built it)."""
+        arrays = [self.sa, self.keys, self.starts, self.block_chars]
+        if "rank" in self.__dict__:
+            arrays.append(self.rank)
         return sum(a.nbytes for a in arrays) + len(self._bytes)
 
     # --- lookup ---------------------------------------------------------------------------
     def attribute(self, text: str, min_len: int = 20) -> Attribution:
         """Greedy verbatim spans of ``text`` (at least ``min_len`` characters) and metrics."""
-        if min_len < 1:
-            raise ConfigError(f"--min-quote must be >= 1, got {min_len}")
+        check_min_quote(min_len)
         query = text.encode("utf-8")
         qbuf = np.frombuffer(query + bytes(CAP), dtype=np.uint8)
         char_pos = np.flatnonzero((qbuf[: len(query)] & 0xC0) != 0x80)  # byte offset of each character
         char_end = np.append(char_pos[1:], len(query))  # byte offset where each character ends
         match_bytes = self._longest_matches(qbuf, char_pos, len(query))
+        long = np.flatnonzero((match_bytes >= CAP) & (char_pos + CAP < len(query)))  # may go on past CAP
+        if len(long):
+            match_bytes[long] = self._long_matches(qbuf, len(query), char_pos, match_bytes, long)
         # Characters fully inside each match: a match may stop in the middle of a character.
         match_chars = np.searchsorted(char_end, char_pos + match_bytes, side="right") - np.arange(len(char_pos))
         spans = []
@@ -131,12 +153,8 @@ class CorpusIndex:
             length = int(match_chars[i])
             if length >= min_len:
                 start_byte = int(char_pos[i])
-                nbytes = int(char_end[i + length - 1]) - start_byte
-                if match_bytes[i] >= CAP and start_byte + CAP < len(query):  # longer than the search looked
-                    nbytes = self._extend(query, start_byte, nbytes)
-                    length = int(np.searchsorted(char_end, start_byte + nbytes, side="right")) - i
-                    nbytes = int(char_end[i + length - 1]) - start_byte
-                spans.append(self._credit(query[start_byte : start_byte + nbytes], i, i + length))
+                end_byte = int(char_end[i + length - 1])
+                spans.append(self._credit(query[start_byte:end_byte], i, i + length))
                 i += length
             else:
                 i += 1
@@ -146,12 +164,7 @@ class CorpusIndex:
         """Longest match in bytes (capped at CAP) of every query suffix qbuf[qpos:]."""
         n = self.n
         # Level 1: suffixes whose first 8 bytes equal the query's, by one searchsorted on the keys.
-        # (Sorted queries make searchsorted walk the 8n-byte key array in order: ~4x faster.)
-        qkeys = _words(qbuf, qpos)
-        order = np.argsort(qkeys, kind="stable")
-        lo, hi = np.empty(len(qpos), dtype=np.int64), np.empty(len(qpos), dtype=np.int64)
-        lo[order] = np.searchsorted(self.keys, qkeys[order], side="left")
-        hi[order] = np.searchsorted(self.keys, qkeys[order], side="right")
+        lo, hi = self._key_range(_words(qbuf, qpos))
         # Level 2: within that range, the lower bound of the query compared from byte 8 on.
         active = np.flatnonzero(lo < hi)
         while len(active):
@@ -193,26 +206,105 @@ class CorpusIndex:
                 break
         return sign, lcp
 
-    def _range(self, pattern: bytes, lo: int = 0, hi: int | None = None) -> tuple[int, int]:
-        """Suffix-array range of suffixes starting with ``pattern``."""
-        hi = self.n if hi is None else hi
-        size, data = len(pattern), self._bytes
-        a = bisect.bisect_left(self.sa, pattern, lo, hi, key=lambda j: data[j : j + size])
-        b = bisect.bisect_right(self.sa, pattern, a, hi, key=lambda j: data[j : j + size])
-        return a, b
+    def _key_range(self, qkeys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows [lo, hi) of ``sa`` whose suffixes start with each 8-byte key.
 
-    def _extend(self, query: bytes, start: int, known: int) -> int:
-        """Longest match of query[start:] in bytes, given that ``known`` bytes match."""
-        lo_len, (a, b) = known, self._range(query[start : start + known])
-        hi_len = len(query) - start
-        while lo_len < hi_len:  # largest length with a non-empty range (ranges nest as length grows)
-            mid = (lo_len + hi_len + 1) // 2
-            a2, b2 = self._range(query[start : start + mid], a, b)
-            if a2 < b2:
-                lo_len, a, b = mid, a2, b2
-            else:
-                hi_len = mid - 1
-        return lo_len
+        Sorted queries make searchsorted walk the 8n-byte key array in order: ~4x faster.
+        """
+        order = np.argsort(qkeys, kind="stable")
+        lo, hi = np.empty(len(qkeys), dtype=np.int64), np.empty(len(qkeys), dtype=np.int64)
+        lo[order] = np.searchsorted(self.keys, qkeys[order], side="left")
+        hi[order] = np.searchsorted(self.keys, qkeys[order], side="right")
+        return lo, hi
+
+    @cached_property
+    def rank(self) -> np.ndarray:
+        """(n,) inverse suffix array, rank[sa[j]] = j; built on the first match longer than CAP."""
+        rank = np.empty(self.n, dtype=self.sa.dtype)
+        rank[self.sa] = np.arange(self.n, dtype=self.sa.dtype)
+        return rank
+
+    def _bound(self, lo: np.ndarray, hi: np.ndarray, shift: np.ndarray | int, target: np.ndarray) -> np.ndarray:
+        """Per row, the first r in [lo, hi) with rank[sa[r] + shift] >= target (hi if none).
+
+        Only valid where the suffixes of rows [lo, hi) share their first ``shift`` bytes, so
+        that rank[sa[r] + shift] grows with r.
+        """
+        lo, hi = lo.copy(), hi.copy()
+        shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), lo.shape)
+        active = np.flatnonzero(lo < hi)
+        while len(active):
+            mid = (lo[active] + hi[active]) // 2
+            below = self.rank[self.sa[mid] + shift[active]] < target[active]
+            lo[active[below]] = mid[below] + 1
+            hi[active[~below]] = mid[~below]
+            active = active[lo[active] < hi[active]]
+        return lo
+
+    def _long_matches(self, qbuf: np.ndarray, qlen: int, char_pos: np.ndarray, match_bytes: np.ndarray,
+                      long: np.ndarray) -> np.ndarray:
+        """Full length in bytes of the matches at characters ``long``, whose first CAP bytes match.
+
+        Lifting (module docstring) needs I_d(x) at every byte x inside these matches. A run of
+        long characters ends before a character whose match is exact (shorter than CAP or cut
+        by the end of the query), and match ends never move left, so that character's match
+        end bounds the bytes of the whole run.
+        """
+        breaks = long[1:] != long[:-1] + 1
+        first, follow = long[np.insert(breaks, 0, True)], long[np.append(breaks, True)] + 1  # of each run
+        run_end = np.full(len(follow), qlen, dtype=np.int64)
+        inside = follow < len(char_pos)
+        run_end[inside] = char_pos[follow[inside]] + match_bytes[follow[inside]]
+        cover = np.zeros(qlen + 1, dtype=np.int64)
+        np.add.at(cover, char_pos[first], 1)
+        np.add.at(cover, run_end, -1)
+        x = np.flatnonzero(np.cumsum(cover[:qlen]) > 0)  # bytes inside long matches
+        x = x[x + 8 <= qlen]
+        lo, hi = self._key_range(_words(qbuf, x))
+        keep = lo < hi
+        levels = [(x[keep], lo[keep], hi[keep])]  # levels[k]: the x with I_d(x) non-empty, d = 8 << k
+        while len(levels[-1][0]):
+            (x, lo, hi), d = levels[-1], 8 << (len(levels) - 1)
+            at = np.minimum(np.searchsorted(x, x + d), len(x) - 1)
+            rows = np.flatnonzero(x[at] == x + d)
+            at = at[rows]
+            lo2 = self._bound(lo[rows], hi[rows], d, lo[at])
+            hi2 = self._bound(lo2, hi[rows], d, hi[at])
+            keep = lo2 < hi2
+            levels.append((x[rows[keep]], lo2[keep], hi2[keep]))
+        # Descend: the longest whole-8-byte-block prefix, and its interval [a, b).
+        start = char_pos[long]
+        length = np.zeros(len(long), dtype=np.int64)
+        a, b = np.zeros(len(long), dtype=np.int64), np.full(len(long), self.n, dtype=np.int64)
+        for k in range(len(levels) - 2, -1, -1):
+            x, lo, hi = levels[k]
+            here = start + length
+            at = np.minimum(np.searchsorted(x, here), len(x) - 1)
+            rows = np.flatnonzero(x[at] == here)
+            at, shift = at[rows], length[rows]
+            a2, b2, go_on = lo[at], hi[at], np.flatnonzero(shift > 0)  # shift 0: I_d(start) itself
+            a2[go_on] = self._bound(a[rows[go_on]], b[rows[go_on]], shift[go_on], lo[at[go_on]])
+            b2[go_on] = self._bound(a2[go_on], b[rows[go_on]], shift[go_on], hi[at[go_on]])
+            grow = a2 < b2
+            rows = rows[grow]
+            a[rows], b[rows], length[rows] = a2[grow], b2[grow], length[rows] + (8 << k)
+        # The rest (< 8 bytes): the best of the two interval rows around the query's rank.
+        here = start + length
+        below, _ = self._key_range(_words(qbuf, here))
+        r = self._bound(a, b, length, below)
+        best = np.zeros(len(long), dtype=np.int64)
+        for neighbour in (r - 1, r):
+            rows = np.flatnonzero((neighbour >= a) & (neighbour < b))
+            _, lcp = self._compare(qbuf, here[rows], self.sa[neighbour[rows]] + length[rows])
+            best[rows] = np.maximum(best[rows], lcp)
+        return np.minimum(length + best, qlen - start)
+
+    def _range(self, pattern: bytes) -> tuple[int, int]:
+        """Suffix-array range of suffixes starting with ``pattern``."""
+        size, data = len(pattern), self._bytes
+        a = bisect.bisect_left(self.sa, pattern, 0, self.n, key=lambda j: data[j : j + size])
+        b = bisect.bisect_right(self.sa, pattern, a, self.n, key=lambda j: data[j : j + size])
+        return a, b
 
     def _credit(self, passage: bytes, start: int, end: int) -> Span:
         """The span of ``passage``: first source (library order) containing it, first offset there."""
