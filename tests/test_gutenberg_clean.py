@@ -322,6 +322,8 @@ def test_strip_notes_false_keeps_notes_and_credits() -> None:
     "This etext was prepared by Daniel Lazarus and Jonesey",
     "[Chapters 1-6: mostly scanned by David Meltzer,\nMeltzer@cat.syr.edu, proofread by\n"
     "Christy Phillips, submitted on 9/24/93.]",
+    "Jeroen Hellingman and the PG Online Distributed Proofreaders Team.\n"
+    "Jeroen Hellingman en het PG gedistribueerd proeflees team.",
 ])
 def test_credits_in_other_forms_and_languages(credits: str) -> None:
     text = framed(credits + "\n\n\n" + book())
@@ -339,6 +341,9 @@ PIECES = [
     "Title: X", "Credits:", "       *       *       *", "  +-------+", "  | Transcriber's note: |",
     "[Illustration: a", "caption]", "[Illustration]", "Project Gutenberg", "See this e-text.",
     "The whale rose slowly from the grey water while the crew watched in a silence.",
+    "***START**THE SMALL PRINT!**FOR PUBLIC DOMAIN ETEXTS**START***", "End of", "\x1a", "*****",
+    "Fin du Projet Gutenberg de X", "<--  an electronic edition, public domain", " -->",
+    "No warranty; refunds and royalties to the Foundation: www.example.org",
 ]
 
 
@@ -361,6 +366,261 @@ def test_any_arrangement_of_markers_is_handled(pieces: list[str], notes: bool, p
         assert r.reason and previous < r.first_line <= r.last_line
         previous = r.last_line
     result.report()
+
+
+# --- boilerplate told by its words: unfamiliar licences, footers and notices ----------------
+
+UNFAMILIAR_LICENCE = """\
+Terms of use for this electronic edition
+
+You may copy this eBook and give it away, but you may not charge for it
+without a licence from the Foundation that holds the trademark.  Any
+royalties are due within sixty days, and refunds are made on request.
+This work is in the public domain in most countries; check the laws of
+your own country before you pass it on.
+
+NO WARRANTY: the text is provided as it is, with no warranty of
+merchantability; we accept no liability for damages of any kind.
+
+Donations to the Foundation are tax deductible; see www.example.org/give
+or write to us at help@example.org.
+"""
+MODERN_HEADER = ("The Project Gutenberg eBook of The Tale of a Whale\n\n"
+                 "This ebook is for the use of anyone anywhere in the United States and\n"
+                 "most other parts of the world at no cost.\n\nTitle: The Tale of a Whale\n\n"
+                 "Author: A. Writer\n\nRelease date: October 1, 1993 [eBook #99999]\n\n"
+                 "Language: English\n\n\n")
+SMALL_PRINT_HEADER = ("**The Project Gutenberg Etext of The Tale of a Whale, by A. Writer**\n"
+                      "*****This file should be named whale10.txt or whale10.zip*****\n\n"
+                      "***START**THE SMALL PRINT!**FOR PUBLIC DOMAIN ETEXTS**START***\n")
+SMALL_PRINT_END = "*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*Ver.04.29.93*END*\n"
+
+
+@pytest.mark.parametrize("after_body", [
+    "\n\n*** END OF THE PROJECT GUTENBERG EBOOK THE TALE OF A WHALE ***\n\n",
+    "\n\nEnd of the Project Gutenberg EBook of The Tale of a Whale\n\n",
+    "\n\n\n",  # no marker at all: only the words tell the licence
+])
+def test_licence_in_unfamiliar_words_after_the_body_is_removed(after_body: str) -> None:
+    text = (MODERN_HEADER + "*** START OF THE PROJECT GUTENBERG EBOOK THE TALE OF A WHALE ***\n\n"
+            + book() + after_body + UNFAMILIAR_LICENCE)
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.text == book() + "\n"
+    assert result.era == "modern"
+    assert not re.search(r"licen[cs]e|warranty|donation", result.text, re.I)
+    if after_body == "\n\n\n":
+        assert result.removals[-1].reason == "licence"
+
+
+def test_licence_in_unfamiliar_words_before_the_start_marker_is_removed() -> None:
+    text = (UNFAMILIAR_LICENCE + "\n" + MODERN_HEADER
+            + "*** START OF THE PROJECT GUTENBERG EBOOK THE TALE OF A WHALE ***\n\n" + book()
+            + "\n\n*** END OF THE PROJECT GUTENBERG EBOOK THE TALE OF A WHALE ***\n" + LICENCE)
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.text == book() + "\n" and result.removals[0].reason == "header"
+
+
+def test_small_print_without_a_known_end_marker_ends_where_its_words_thin_out() -> None:
+    text = (SMALL_PRINT_HEADER + UNFAMILIAR_LICENCE + "*That is all the small print, lawyers.*\n"
+            "\n\n\n" + book() + "\n\n\nEnd of the Project Gutenberg Etext of The Tale of a Whale\n")
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.era == "small-print"
+    assert result.text == book() + "\n"
+    assert "licence (small print)" in {r.reason for r in result.removals}
+
+
+def test_small_print_at_the_bottom_of_the_file() -> None:
+    text = ("The Project Gutenberg Etext of The Tale of a Whale, by A. Writer\n"
+            "Please read the legal small print at the bottom of this etext.\n\n\n" + book()
+            + "\n\n\nEnd of the Project Gutenberg Etext of The Tale of a Whale\n\n"
+            + SMALL_PRINT_HEADER.split("\n\n")[1] + "Why is this here? You know: lawyers.\n"
+            + SMALL_PRINT_END)
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.era == "small-print" and result.text == book() + "\n"
+    assert [r.reason for r in result.removals] == ["header", "footer", "licence (small print)"]
+
+
+def test_end_marker_without_a_start_marker() -> None:
+    text = (MODERN_HEADER + "\n\n" + book()
+            + "\n\n\n            *** END OF THE PROJECT GUTENBERG EBOOK THE TALE OF A WHALE ***\n"
+            + "\nUpdated editions will replace the previous one.\n\n" + UNFAMILIAR_LICENCE)
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.era == "modern" and result.text == book() + "\n"
+
+
+@pytest.mark.parametrize("footer", [
+    "Fin du Projet Gutenberg, The Tale of a Whale",
+    "Fin du Project Gutenberg's The Tale of a Whale",
+    "Ende dieses Projekt Gutenberg Etextes The Tale of a Whale von A. Writer",
+    "Fin del Proyecto Gutenberg de The Tale of a Whale",
+    "Einde van het Project Gutenberg eBook The Tale of a Whale",
+    "Fine del Progetto Gutenberg: The Tale of a Whale",
+    "End of\n\nProject Gutenberg's Etext of The Tale of a Whale by A. Writer",  # double spacing
+])
+def test_footer_in_the_language_of_the_book(footer: str) -> None:
+    accents = "Text without accents.  Also available with accents in several formats."
+    text = (SMALL_PRINT_HEADER + SMALL_PRINT_END + "\n\n" + book() + "\n\n\n" + footer
+            + "\n\n" + accents + "\n")
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.text == book() + "\n"
+    assert result.removals[-1].reason == "footer" and is_gutenberg_text(text)
+    pg_source = clean_gutenberg(book() + "\n\n\n" + footer + "\n")
+    assert pg_source.era == "pg-source" and pg_source.text == book() + "\n"
+
+
+MENTIONS = ["Old Gutenberg, the printer, had no licence for his press, they said.",
+            "He paid the royalty on the licence, and went home to Mainz."]
+
+
+@pytest.mark.parametrize("where", ["start", "middle", "end"])
+def test_body_that_mentions_a_licence_or_gutenberg_keeps_those_lines(where: str) -> None:
+    paragraphs = [prose(i) for i in range(12)]
+    at = {"start": 0, "middle": 6, "end": 12}[where]
+    paragraphs[at:at] = MENTIONS
+    body = "\n\n".join(["THE TALE OF A WHALE", *paragraphs])
+    for text in (framed(body), SMALL_PRINT_HEADER + SMALL_PRINT_END + body
+                 + "\n\nEnd of the Project Gutenberg Etext of The Tale\n"):
+        result = clean_gutenberg(text)
+        check_partition(text, result)
+        assert result.text == body + "\n"
+
+
+PRODUCER_NOTICE = """\
+ INFORMATION ABOUT OUR ELECTRONIC TEXTS
+
+Our texts are shareware: they may be copied and given away freely,
+in their original formats (ASCII, HTML), by anyone.
+
+Please send a donation to keep the project alive:
+  The Free Texts Association
+  e-mail: info@example.org
+
+  http://www.example.org"""
+BRACKETED_NOTES = """\
+**  Thesaurus-1911, version 1.02  **
+<--  An electronic edition derived from the printed text of 1911,
+     prepared by Example, Inc., who make no proprietary claims on it.
+     If the printed work is in the public domain, so is this electronic
+     version; a donation to Example, Inc. is welcome.
+
+     The words marked [obs] were obsolete in 1911.
+
+     (If no one answers, please leave a message.)
+ -->"""
+
+
+@pytest.mark.parametrize("notice", [PRODUCER_NOTICE, BRACKETED_NOTES])
+def test_producers_notice_before_the_title_is_removed(notice: str) -> None:
+    text = (SMALL_PRINT_HEADER + SMALL_PRINT_END + "\n\nProduced by The Free Texts Association\n"
+            "\n\n\n" + notice + "\n" + book() + "\n\nEnd of the Project Gutenberg Etext of X\n")
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.text == book() + "\n"
+    assert [r.reason for r in result.removals][2:4] == ["produced-by credits", "e-text notice"]
+
+
+def test_edition_note_at_the_start_is_removed() -> None:
+    text = framed("This etext is in Spanish, without accents.\n\n\n" + book())
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.text == book() + "\n" and result.removals[1].reason == "Gutenberg notice"
+
+
+@pytest.mark.parametrize("ending", ["\x1a\n", "\n\n*****\n\x1a", "\n\n  ~  \n\x1a\x1a\n\n"])
+def test_marks_and_control_characters_ending_a_file_without_footer(ending: str) -> None:
+    text = SMALL_PRINT_HEADER + SMALL_PRINT_END + "\n\n" + book() + "\n\n" + ending
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.text == book() + "\n"
+    assert result.removals[-1].reason == "end-of-file marks"
+    with_footer = text.replace(ending, "End of the Project Gutenberg Etext of X\n" + ending)
+    assert clean_gutenberg(with_footer).text == book() + "\n"
+
+
+# --- synthetic books in every era: no body line lost, no boilerplate left ------------------
+
+def _era_frame(era: str, title: str, footer_line: str) -> tuple[str, str]:
+    """Header and footer of a tiny e-text of ``era`` around a book called ``title``."""
+    up = title.upper()
+    if era == "small-print":
+        return (f"**The Project Gutenberg Etext of {title}, by A. Writer**\n\n"
+                "***START**THE SMALL PRINT!**FOR PUBLIC DOMAIN ETEXTS**START***\n"
+                "Why is this \"Small Print!\" statement here?  You know: lawyers.\n"
+                + SMALL_PRINT_END + "\n\n\n", f"\n\n\n{footer_line}\n")
+    if era == "2002":
+        return (f"The Project Gutenberg EBook of {title}, by A. Writer\n\nTitle: {title}\n\n"
+                f"*** START OF THE PROJECT GUTENBERG EBOOK, {up} ***\n\n",
+                f"\n\n*** END OF THE PROJECT GUTENBERG EBOOK, {up} ***\n\n"
+                "***START**THE SMALL PRINT!**FOR PUBLIC DOMAIN EBOOKS**START***\nlegal words\n"
+                "*END THE SMALL PRINT! FOR PUBLIC DOMAIN EBOOKS*Ver.02/11/02*END*\n")
+    if era == "2003":
+        return (f"The Project Gutenberg eBook, {title}, by A. Writer\n\nTitle: {title}\n\n"
+                f"***START OF THE PROJECT GUTENBERG EBOOK {up}***\n\n\n",
+                f"\n\n\n***END OF THE PROJECT GUTENBERG EBOOK {up}***\n\n" + LICENCE)
+    if era == "2004-2018":
+        return (f"The Project Gutenberg EBook of {title}, by A. Writer\n\n"
+                "This eBook is for the use of anyone anywhere at no cost\n\n"
+                f"Title: {title}\n\n*** START OF THIS PROJECT GUTENBERG EBOOK {up} ***\n\n\n",
+                f"\n\n\n{footer_line}\n\n*** END OF THIS PROJECT GUTENBERG EBOOK {up} ***\n\n"
+                + LICENCE)
+    if era == "modern":
+        return (MODERN_HEADER.replace("The Tale of a Whale", title)
+                + f"*** START OF THE PROJECT GUTENBERG EBOOK {up} ***\n\n\n\n",
+                f"\n\n\n\n            *** END OF THE PROJECT GUTENBERG EBOOK {up} ***\n\n\n"
+                "Updated editions will replace the previous one.\n\n" + UNFAMILIAR_LICENCE)
+    return "", (f"\n\n\n{footer_line}\n\nProject Gutenberg (https://www.gutenberg.org) public "
+                "repository for eBook #99999.\nThis book is in the public domain in the US.\n")
+
+
+ERAS = ["small-print", "2002", "2003", "2004-2018", "modern", "pg-source"]
+FOOTER_LINES = ["End of the Project Gutenberg EBook of {title}, by\nA. Writer",
+                "End of Project Gutenberg's {title}, by A. Writer",
+                "Ende dieses Projekt Gutenberg Etextes {title}", "Fin du Projet Gutenberg, {title}",
+                "Fim do Projecto Gutenberg: {title}", "End of\n\nProject Gutenberg's Etext of {title}",
+                ""]
+END_MARKER_RE = re.compile(r"^\s*\*+\s*END OF TH")
+BODY_PIECES = [prose(i) for i in range(8)] + [
+    "Our glad hosannas, Prince of Peace,\nThy welcome shall proclaim,\nAnd Heaven ring.",
+    "CHAPTER II", "       *       *       *       *       *", "[Illustration: THE WHALE]",
+    *MENTIONS, "Note: the author revised this chapter in 1850.", "    I.\n\n    II.",
+]
+START_NOTES = sorted(NOTES)
+END_NOTES = ["bracketed", "german", "german errata", "mojibake", "french"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(era=st.sampled_from(ERAS), title=st.sampled_from(["Moby Dick", "Charmes", "Whale"]),
+       middle=st.lists(st.sampled_from(BODY_PIECES), min_size=1, max_size=12),
+       footer=st.sampled_from(FOOTER_LINES), credits=st.booleans(),
+       start_note=st.none() | st.sampled_from(START_NOTES),
+       end_note=st.none() | st.sampled_from(END_NOTES), end_marker=st.booleans(),
+       end_of_file=st.sampled_from(["", "\x1a\n", "*****\n\x1a\n"]))
+def test_books_wrapped_in_any_era_lose_no_body_line(
+        era: str, title: str, middle: list[str], footer: str, credits: bool,
+        start_note: str | None, end_note: str | None, end_marker: bool, end_of_file: str) -> None:
+    """Every era, with or without credits, notes, footer line, END marker and end-of-file marks:
+    the book comes out whole and alone."""
+    body = "\n\n".join([title.upper(), "By A. Writer", *middle, prose(9)])
+    inside = "\n\n\n".join([*(["Produced by Jane Doe and the Online Distributed Proofreading Team"]
+                              if credits else []),
+                            *([NOTES[start_note]] if start_note else []), body,
+                            *([NOTES[end_note]] if end_note else [])])
+    if era == "pg-source" and not footer:
+        footer = FOOTER_LINES[0]
+    header, trailer = _era_frame(era, title, footer.format(title=title))
+    if not end_marker:
+        trailer = "\n".join(x for x in trailer.split("\n") if not END_MARKER_RE.match(x))
+    text = header + inside + trailer + end_of_file
+    result = clean_gutenberg(text)
+    check_partition(text, result)
+    assert result.era == era
+    assert result.text == body + "\n"
 
 
 # --- options -------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Header/footer eras recognised (``CleanedText.era``):
 
 * ``small-print`` (1991-2001): a preamble and the ``***START**THE SMALL PRINT!`` licence,
-  closed by ``*END*THE SMALL PRINT!``, ``*END THE SMALL PRINT!`` or ``**END THE SMALL PRINT!``;
-  footer line ``End of (the|this) Project Gutenberg('s) Etext ...``.
+  closed by ``*END*THE SMALL PRINT!``, ``*END THE SMALL PRINT!`` or ``**END THE SMALL PRINT!``
+  (rarely at the bottom of the file); footer line ``End of (the|this) Project Gutenberg('s)
+  Etext ...``, or the same in the book's language (``Ende dieses Projekt Gutenberg Etextes``).
 * ``2002``: ``*** START OF THE PROJECT GUTENBERG EBOOK, TITLE ***`` with the small print after END.
 * ``2003``: Distributed-Proofreaders style ``***START OF THE PROJECT GUTENBERG EBOOK TITLE***``
   (no space after the asterisks; the title may wrap onto a second line).
@@ -14,19 +15,30 @@ Header/footer eras recognised (``CleanedText.era``):
   Gutenberg EBook ...`` line, perhaps followed by a repository notice.
 * ``unknown``: no marker; the text is returned as it is, less outer blank lines.
 
+Markers frame the body; where one is missing or worded in a way we do not know, the vocabulary
+of boilerplate takes over: words common in licences, headers and producers' notices across the
+eras and languages (licence, royalty, e-text, public domain, donazione, http://...), counted line
+by line. A dense run of them (``_dense_run``) is a licence or an e-text notice: it ends a small
+print that has no end marker, a header that has no START marker, and, at the body's very start
+or end, removes licences with unfamiliar wording, leftovers of them, and producers' notices
+(Liber Liber's, MICRA's...), up to a bracket they leave open or the book's title. A book that
+mentions a licence or Gutenberg now and then keeps those lines. Marks without letters
+(``*****``, a DOS ``^Z``) that end a file with no footer go too.
+
 In the body, "Produced by" credits (English, French, Spanish, German, Dutch), notes about
 Project Gutenberg editions and transcriber's notes (headings in the same languages; bracketed,
 boxed or plain paragraphs) are peeled off its very start and end. Further in, a note is removed
 only in the front matter (first 10% of the body, at most 400 lines, before the first prose
 paragraph) or in the last 10% (at most 250 lines), where a note heading takes everything after
 it, as does a final ``*  *  *`` section that speaks of "this e-text". Notes in the middle of the
-book are kept: when unsure, keep. Every line that is not in the output is covered by a ``Removal`` (1-based input line numbers).
-The input is already decoded with ``\\n`` newlines (see ``charpoet.corpus.files.decode_text``);
-a final newline does not start another line.
+book are kept: when unsure, keep. Every line that is not in the output is covered by a
+``Removal`` (1-based input line numbers). The input is already decoded with ``\\n`` newlines
+(see ``charpoet.corpus.files.decode_text``); a final newline does not start another line.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 
@@ -79,30 +91,65 @@ class CleanOptions:
 
 HEADER, FOOTER, LICENCE, SMALL_PRINT = "header", "footer", "licence", "licence (small print)"
 CREDITS, NOTE, NOTICE = "produced-by credits", "transcriber's note", "Gutenberg notice"
+ETEXT_NOTICE, END_MARKS = "e-text notice", "end-of-file marks"
 ILLUSTRATION, BLANK = "illustration marker", "blank lines"
 
 # --- markers -------------------------------------------------------------------------------
 
 _PG = r"PROJECT\s+GUTENBERG"
-START_RE = re.compile(rf"^\s*\*{{3}}\s*START\s+OF\s+(?:THE\s+|THIS\s+)?(?:COPYRIGHTED\s+)?{_PG}", re.I)
-END_RE = re.compile(rf"^\s*\*{{3}}\s*END\s+OF\s+(?:THE\s+|THIS\s+)?(?:COPYRIGHTED\s+)?{_PG}", re.I)
-DP_START_RE = re.compile(r"^\s*\*{3}START", re.I)            # 2003 style: no space after ***
-THIS_START_RE = re.compile(r"START\s+OF\s+THIS\b", re.I)     # 2004-2018 style
-SMALL_PRINT_START_RE = re.compile(r"^\s*\*+\s*START\s*\*+\s*THE\s+SMALL\s+PRINT", re.I)
-SMALL_PRINT_END_RE = re.compile(r"^\s*\*+\s*END\s*\*?\s*THE\s+SMALL\s+PRINT", re.I)
-FOOTER_RE = re.compile(
-    rf"^\s*(?:\*+\s*)?End\s+of\s+(?:the\s+|this\s+)?{_PG}"
-    r"|^\s*Ende\s+dieses\s+Proje[ck]ts?\s+Gutenberg|^\s*Fin\s+d[eu]\s+Proje[ct]t?\s+Gutenberg", re.I)
+START_RE = re.compile(rf"^\s*\**\s*START\s+OF\s+(?:THE\s+|THIS\s+)?(?:COPYRIGHTED\s+)?{_PG}", re.I)
+END_RE = re.compile(rf"^\s*\*+\s*END\s+OF\s+(?:THE\s+|THIS\s+)?(?:COPYRIGHTED\s+)?{_PG}", re.I)
+DP_MARKER_RE = re.compile(r"^\s*\*{3}(?:START|END)\b", re.I)   # 2003 style: no space after ***
+THIS_MARKER_RE = re.compile(r"(?:START|END)\s+OF\s+THIS\b", re.I)  # 2004-2018 style
+SMALL_PRINT_START_RE = re.compile(r"^\W*START\W*(?:OF\W+)?THE\W+(?:LEGAL\W+)?SMALL\W*PRINT", re.I)
+SMALL_PRINT_END_RE = re.compile(r"^\W*END\W*(?:OF\W+)?(?:THE\W+)?(?:LEGAL\W+)?SMALL\W*PRINT", re.I)
+# "End of the Project Gutenberg EBook", "Ende dieses Projekt Gutenberg Etextes", "Fin del Proyecto
+# Gutenberg", "Einde van het Project Gutenberg": an end word, then the project, in any language
+_END_WORD = r"(?:end|ende|einde|fin|fine|fim|slut|loppu|koniec|konec|vége|конец|τέλος)"
+_PROJECT = r"pro(?:j\w{1,5}|yecto|getto)\W+gutenberg"        # Project, Projekt, Proyecto, Progetto ...
+FOOTER_START_RE = re.compile(rf"^\W*{_END_WORD}\b", re.I)
+FOOTER_RE = re.compile(rf"^\W*{_END_WORD}\b.{{0,60}}?\b{_PROJECT}", re.I)
+FOOTER_PIECE_RE = re.compile(  # "End of" (the footer wraps) / "Project Gutenberg's Etext of ..."
+    rf"^\W*{_END_WORD}\s+(?:of|dieses|des|du|de|del|della|do|da|van|von)\b(?:\s+\w+)?\W*$", re.I)
+FOOTER_REST_RE = re.compile(rf"^\W*(?:\w+\s+){{0,2}}{_PROJECT}", re.I)
+_FRAMING = (START_RE, END_RE, SMALL_PRINT_START_RE, SMALL_PRINT_END_RE, FOOTER_RE, FOOTER_PIECE_RE)
+ANY_MARKER_RE = re.compile("|".join(f"(?:{p.pattern})" for p in _FRAMING), re.I)
+MARKER_WORD_RE = re.compile(rf"\W*(?:start|{_END_WORD})", re.I)  # how every marker begins
+START_OR_END_RE = re.compile(f"(?:{START_RE.pattern})|(?:{END_RE.pattern})", re.I)
 OLD_USE_NOTICE_RE = re.compile(r"for\s+the\s+use\s+of\s+anyone\s+anywhere\s+at\s+no\s+cost", re.I)
 FULL_LICENCE_RE = re.compile(r"^\s*(?:\*+\s*)?START:\s*FULL\s+LICEN[CS]E", re.I)
 HEADER_TITLE_RE = re.compile(
     rf"^\W*(?:the\s+)?{_PG}(?:'s|’s)?\s*(?:e-?text|e-?book)?\s*(?:,|\bof\b)?\s*"
     r"(?P<title>.+?)(?:,?\s+by\s+(?P<author>[^*]+?))?\W*$", re.I)
-_GUTENBERG_ANY_RE = re.compile(
-    r"^\s*\*{3}\s*(?:START|END)\s+OF\s+(?:THE\s+|THIS\s+)?(?:COPYRIGHTED\s+)?PROJECT\s+GUTENBERG"
-    r"|^\s*\*+\s*END\s*\*?\s*THE\s+SMALL\s+PRINT"
-    r"|^\s*End\s+of\s+(?:the\s+|this\s+)?Project\s+Gutenberg"
-    r"|^\W*(?:the\s+)?Project\s+Gutenberg(?:'s|’s)?\s+(?:e-?text|e-?book)\b", re.I | re.M)
+_GUTENBERG_ANY_RE = re.compile(  # the framing markers or a banner, anywhere in a text
+    "|".join(f"(?:{p.pattern})" for p in _FRAMING[:-1])
+    + r"|^\W*(?:the\s+)?Project\s+Gutenberg(?:'s|’s)?\s+(?:e-?text|e-?book)\b", re.I | re.M)
+
+# --- boilerplate vocabulary ----------------------------------------------------------------
+# Words of Gutenberg headers, licences and small print, and of producers' notices (Liber Liber's,
+# MICRA's...), in the languages of the collection: common there, rare in books. A line holding one
+# is a hit; a block is boilerplate when its hits are many and dense (see ``_dense_run``), so a book
+# that mentions a licence or Gutenberg now and then keeps its lines. Matched on lower-cased lines,
+# each word from the start of a word.
+_STRONG_WORDS = (
+    r"gutenberg", r"michael\s+(?:s\.\s*)?hart", r"benedictine", r"carnegie[\s-]*mellon",
+    r"literary\s+archive", r"501\s*\(c\)", r"ftp\b", r"https?://", r"www\.", r"e-?(?:text|book)",
+    r"ascii\b", r"html?\b", r"cd-?rom", r"(?:soft|share)ware\b", r"newsletter", r"elettronic",
+    r"[eé]lectroni(?:que|c)", r"electr[oó]nic", r"elektroni", r"public\s+domain",
+    r"domaine\s+public", r"dominio\s+p[uú]blico", r"pubblico\s+dominio", r"publiek\s+domein",
+    r"proprietary", r"donat", r"donazion", r"donaci", r"tax[\s-]+deductible",
+    r"diritt[oi]\s+d.autore", r"derechos\s+de\s+autor", r"droits?\s+d.auteur", r"urheberrecht",
+    r"auteursrecht", r"proofread", r"proeflee", r"updated\s+editions\s+will",
+    r"associated\s+files", r"should\s+be\s+named", r"solicit", r"fund\s*rais",
+)
+_LICENCE_WORDS = (r"licen[cs]", r"licenz", r"royalt", r"trademark", r"warrant", r"refund",
+                  r"indemni", r"liabilit", r"merchantab", r"disclaim", r"small\s+print")
+_WEAK_WORDS = (r"copyright", r"distribu", r"contribution", r"files?\b", r"fax\b", r"e-?mail\b")
+STRONG_WORD_RE = re.compile(r"\b(?:" + "|".join(_STRONG_WORDS + _LICENCE_WORDS) + r")"
+                            r"|@[\w-]+\.[a-z]|\.(?:zip|txt|html?|rtf)\b")  # e-mail addresses, files
+LICENCE_WORD_RE = re.compile(r"\b(?:" + "|".join(_LICENCE_WORDS) + ")")
+WEAK_WORD_RE = re.compile(r"\b(?:" + "|".join(_WEAK_WORDS) + ")")
+_OPENERS = (("[", "]"), ("{", "}"), ("<--", "-->"))           # brackets a notice may leave open
 
 # --- notes and credits ---------------------------------------------------------------------
 
@@ -134,13 +181,15 @@ CREDITS_LEAD_RE = re.compile(
 CREDITS_LINE_RE = re.compile(
     r"\b(?:scanned|proof-?read|proofed|re-?proofed|proofing|typed|transcribed|digiti[sz]ed|"
     r"prepared|produced|submitted|margination|html\s+version|corrections?)\b[^.]{0,40}?\bby\b"
-    r"|[\w.-]+@[\w-]+\.[\w.]+|\bpgdp\.net\b|distributed\s+proofread", re.I)
+    r"|[\w.-]+@[\w-]+\.[\w.]+|\bpgdp\.net\b|distributed\s+proofread|proofreading\s+team"
+    r"|gedistribueerd|proeflee|korrektur\w*\s+(?:gelesen|von)|relecture|relu\s+par", re.I)
 GUTENBERG_MENTION_RE = re.compile(
     r"project\s+gutenberg|gutenberg\.(?:org|net)|ibiblio\.org|promo\.net/pg", re.I)
 ETEXT_WORD_RE = re.compile(r"\be-?texts?\b|\bthis\s+e-?book\b", re.I)
 SEPARATOR_RE = re.compile(r"^\s*(?:\*\s*){3,}$")
 BOX_BORDER_RE = re.compile(r"^\s*\+[-=+]{3,}\+?\s*$")
 ILLUSTRATION_RE = re.compile(r"^\s*\[\s*illustration\b", re.I)
+_NON_WORD_RE = re.compile(r"[^\w\s]+")
 
 # --- metadata ------------------------------------------------------------------------------
 
@@ -148,6 +197,11 @@ META_RE = re.compile(
     r"^\s*(title|author|language|release\s+date|cha\w*ter\s+set\s+encoding|credits)\s*:\s*(.*)$",
     re.I)
 _META_MULTILINE = {"title", "author", "credits"}
+HEADER_FIELD_RE = re.compile(
+    r"^\s*(?:title|author|translator|editor|illustrator|release\s+date|posting\s+date|"
+    r"(?:last|most\s+recently)\s+updated|original\s+publication|edition|language|"
+    r"cha\w*ter\s+set\s+encoding|credits)"
+    r"\s*:", re.I)
 
 # --- limits --------------------------------------------------------------------------------
 
@@ -156,6 +210,13 @@ MAX_NOTE_LINES = 150       # a note (paragraph run or bracket) longer than this 
 MAX_CREDITS_LINES = 10
 MAX_REPOSITORY_NOTICE = 40  # non-blank lines after a pg-source footer line
 MAX_MARKER_LINES = 3        # a START/END marker wrapped over at most this many lines
+RUN_MIN_HITS, RUN_MIN_STRONG = 4, 2  # a boilerplate run has this many hit lines, strong ones
+RUN_DENSITY = 8             # ... and at least one hit in this many non-blank lines
+RUN_MAX_GAP = 25            # ... and no more non-blank lines than this between two hits
+RUN_NEAR = 3                # ... and ends on a hit this close to the one before
+QUIET_PROSE_LINES = 3       # ... and stops at a paragraph with this many long lines and no hit
+PROSE_LINE_CHARS = 45       # a line of prose is this long at least
+RUN_MAX_LINES = 400         # ... within this many lines of the body's edge
 
 
 def is_gutenberg_text(text: str) -> bool:
@@ -176,7 +237,8 @@ def clean_gutenberg(text: str, options: CleanOptions = CleanOptions()) -> Cleane
     era, body_start, body_end = _frame(lines, labels)
     metadata = _parse_metadata(lines[:body_start]) if era != "unknown" else {}
     if era != "unknown":
-        body = _Body(lines, labels, body_start, body_end, options.strip_notes)
+        body = _Body(lines, labels, body_start, body_end, options.strip_notes,
+                     metadata.get("title", ""))
         body.peel()
         if "credits" not in metadata and body.credits:
             metadata["credits"] = body.credits
@@ -219,10 +281,20 @@ class _Labels:
         return tuple(out)
 
 
-# --- header and footer ---------------------------------------------------------------------
+# --- lines and markers ---------------------------------------------------------------------
+
+_CONTROL = "".join(map(chr, range(33)))  # and the space
+
 
 def _is_blank(line: str) -> bool:
-    return not line.strip()
+    """Whitespace or control characters only (form feeds, a DOS end-of-file ``^Z``...)."""
+    text = line.strip()
+    return not text or text[0] < " " and not text.strip(_CONTROL)
+
+
+def _is_mark(line: str) -> bool:
+    """Something but no letter or digit: ``*****``, ``~``, a DOS end-of-file ``^Z`` ..."""
+    return bool(line.strip()) and not any(c.isalnum() for c in line)
 
 
 def _first(lines: list[str], pattern: re.Pattern[str], start: int = 0,
@@ -240,6 +312,39 @@ def _last(lines: list[str], pattern: re.Pattern[str], start: int = 0) -> int | N
     return None
 
 
+def _has_marker(lines: list[str]) -> bool:
+    """Whether any line is a marker that can frame a body (a quick test for most texts)."""
+    return any(MARKER_WORD_RE.match(x) and ANY_MARKER_RE.match(x) for x in lines)
+
+
+def _next_nonblank(lines: list[str], i: int, within: int) -> int | None:
+    for j in range(i + 1, min(i + 1 + within, len(lines))):
+        if not _is_blank(lines[j]):
+            return j
+    return None
+
+
+def _footer_at(lines: list[str], i: int) -> bool:
+    """Whether an ``End of the Project Gutenberg ...`` footer starts at line ``i``, whole or
+    wrapped after its first words (``End of`` / ``Project Gutenberg's Etext of ...``), maybe with
+    a blank line between, as in double-spaced files."""
+    if not FOOTER_START_RE.match(lines[i]):
+        return False
+    if FOOTER_RE.match(lines[i]):
+        return True
+    if not FOOTER_PIECE_RE.match(lines[i]):
+        return False
+    j = _next_nonblank(lines, i, 2)
+    return j is not None and FOOTER_REST_RE.match(lines[j]) is not None
+
+
+def _last_footer(lines: list[str], start: int = 0, stop: int | None = None) -> int | None:
+    for i in range((len(lines) if stop is None else stop) - 1, start - 1, -1):
+        if _footer_at(lines, i):
+            return i
+    return None
+
+
 def _marker_stop(lines: list[str], i: int) -> int:
     """Index after a START/END marker at ``i`` whose title may wrap until a line ending in ``*``."""
     if lines[i].rstrip().endswith("*"):
@@ -253,40 +358,172 @@ def _marker_stop(lines: list[str], i: int) -> int:
 
 
 def _footer_line_before(lines: list[str], stop: int, floor: int) -> int:
-    """Start of an ``End of the Project Gutenberg ...`` line (maybe wrapped) just before ``stop``."""
-    i = stop - 1
-    while i >= floor and _is_blank(lines[i]):
-        i -= 1
-    for j in range(i, max(floor, i - MAX_MARKER_LINES + 1) - 1, -1):
-        if _is_blank(lines[j]):
+    """Start of an ``End of the Project Gutenberg ...`` line (maybe wrapped) just before ``stop``:
+    among its last MAX_MARKER_LINES non-blank lines."""
+    seen = 0
+    for i in range(stop - 1, floor - 1, -1):
+        if _is_blank(lines[i]):
+            continue
+        if _footer_at(lines, i):
+            return i
+        seen += 1
+        if seen == MAX_MARKER_LINES:
             break
-        if FOOTER_RE.match(lines[j]):
-            return j
     return stop
 
+
+# --- boilerplate by vocabulary -------------------------------------------------------------
+
+def _hit(line: str) -> int:
+    """2 for a line with a strong boilerplate word, 1 for a weak one only, else 0."""
+    if STRONG_WORD_RE.search(line.lower()) or HEADER_FIELD_RE.match(line):
+        return 2
+    return 1 if WEAK_WORD_RE.search(line) else 0
+
+
+def _dense_run(lines: list[str], start: int, stop: int) -> int | None:
+    """The furthest line of a run of boilerplate read from ``start`` towards ``stop`` (excluded;
+    either way): at least RUN_MIN_HITS hit lines, RUN_MIN_STRONG of them strong, one hit per
+    RUN_DENSITY non-blank lines or more, at most RUN_MAX_GAP non-blank lines between two hits, all
+    within RUN_MAX_LINES lines. So that a mention or two beyond the book's own text do not draw
+    the run into it, a run ends on a hit close to the one before (RUN_NEAR lines) and stops at
+    a paragraph of prose without a hit. ``None``: no such run."""
+    step = 1 if stop >= start else -1
+    stop = min(stop, start + RUN_MAX_LINES) if step > 0 else max(stop, start - RUN_MAX_LINES)
+    hits = strong = seen = gap = 0
+    long_lines = para_hits = 0  # in the paragraph being read
+    best = None
+    for i in range(start, stop, step):
+        if _is_blank(lines[i]):
+            if long_lines >= QUIET_PROSE_LINES and not para_hits:
+                break
+            long_lines = para_hits = 0
+            continue
+        seen += 1
+        long_lines += len(lines[i].rstrip()) >= PROSE_LINE_CHARS
+        score = _hit(lines[i])
+        if not score:
+            gap += 1
+            if gap > RUN_MAX_GAP:
+                break
+            continue
+        near = gap <= RUN_NEAR
+        hits, strong, gap, para_hits = hits + 1, strong + (score == 2), 0, para_hits + 1
+        if near and hits >= RUN_MIN_HITS and strong >= RUN_MIN_STRONG and hits * RUN_DENSITY >= seen:
+            best = i
+    return best
+
+
+def _run_reason(lines: list[str], first: int, stop: int) -> str:
+    """A licence when licence words recur in ``[first, stop)``, else some other e-text notice."""
+    licence_lines = sum(1 for x in lines[first:stop] if LICENCE_WORD_RE.search(x.lower()))
+    return LICENCE if licence_lines >= 2 else ETEXT_NOTICE
+
+
+def _bracket_close(lines: list[str], first: int, last: int, stop: int) -> int:
+    """``last``, or the line soon after it (before ``stop``) that closes a bracket left open in
+    ``[first, last]``."""
+    for opener, closer in _OPENERS:
+        depth = sum(x.count(opener) - x.count(closer) for x in lines[first:last + 1])
+        j = last
+        while depth > 0 and j + 1 < min(stop, last + MAX_NOTE_LINES):
+            j += 1
+            depth += lines[j].count(opener) - lines[j].count(closer)
+        if depth <= 0 and j > last:
+            return j
+    return last
+
+
+# --- header and footer ---------------------------------------------------------------------
 
 def _frame(lines: list[str], labels: _Labels) -> tuple[str, int, int]:
     """Find the era and the body ``[start, end)``; label header, footer and licences."""
     n = len(lines)
-    start = _first(lines, START_RE)
-    if start is not None:
-        return _frame_markers(lines, labels, start)
-    small_print_end = _first(lines, SMALL_PRINT_END_RE)
-    if small_print_end is not None:
-        body_start = small_print_end + 1
-        small_print_start = _last(lines[:small_print_end], SMALL_PRINT_START_RE)
-        _label_header(lines, labels, 0, body_start,
-                      small_print_start if small_print_start is not None else small_print_end,
-                      body_start)
-        footer = _last(lines, FOOTER_RE, body_start)
-        body_end = footer if footer is not None else n
-        labels.mark(body_end, n, FOOTER)
-        return "small-print", body_start, body_end
-    footer = _last(lines, FOOTER_RE)
-    if footer is not None and sum(not _is_blank(x) for x in lines[footer + 1:]) <= MAX_REPOSITORY_NOTICE:
+    if not _has_marker(lines):
+        return "unknown", 0, n
+    marker = _first(lines, START_OR_END_RE)
+    if marker is not None and START_RE.match(lines[marker]):
+        era, body_start, body_end = _frame_markers(lines, labels, marker,
+                                                   _marker_stop(lines, marker))
+    elif marker is not None:  # an END marker: the START marker is lost or unknown
+        era, body_start, body_end = _frame_markers(lines, labels, marker,
+                                                   _header_stop(lines, marker))
+    elif (small_print := _small_print(lines)) is not None:
+        era, body_start, body_end = "small-print", *_frame_small_print(lines, labels, *small_print)
+    elif (footer := _last_footer(lines)) is not None and \
+            sum(not _is_blank(x) for x in lines[footer + 1:]) <= MAX_REPOSITORY_NOTICE:
         labels.mark(footer, n, FOOTER)
         return "pg-source", 0, footer
-    return "unknown", 0, n
+    else:
+        return "unknown", 0, n
+    if body_end == n:
+        body_end = _end_marks(lines, labels, body_start, body_end)
+    return era, body_start, body_end
+
+
+def _small_print(lines: list[str]) -> tuple[int, int] | None:
+    """``[first, stop)`` of a small-print licence (1991-2001); one whose end marker we do not
+    know ends where its boilerplate words thin out."""
+    end = _first(lines, SMALL_PRINT_END_RE)
+    first = _last(lines[:end], SMALL_PRINT_START_RE) if end is not None \
+        else _first(lines, SMALL_PRINT_START_RE)
+    if end is not None:
+        return (end if first is None else first), end + 1
+    if first is None:
+        return None
+    return first, (_dense_run(lines, first, len(lines)) or first) + 1
+
+
+def _frame_small_print(lines: list[str], labels: _Labels, sp_start: int,
+                       sp_stop: int) -> tuple[int, int]:
+    """Frame a text whose licence is the small print ``[sp_start, sp_stop)``, usually on top."""
+    n = len(lines)
+    if sp_start > n // 2:
+        return _frame_small_print_at_bottom(lines, labels, sp_start, sp_stop)
+    _label_header(lines, labels, 0, sp_stop, sp_start, sp_stop)
+    footer = _last_footer(lines, sp_stop)
+    body_end = footer if footer is not None else n
+    labels.mark(body_end, n, FOOTER)
+    return sp_stop, body_end
+
+
+def _frame_small_print_at_bottom(lines: list[str], labels: _Labels, sp_start: int,
+                                 sp_stop: int) -> tuple[int, int]:
+    """Header (its boilerplate run: no marker ends it), body, footer, then the small print."""
+    n = len(lines)
+    footer = _last_footer(lines, 0, sp_start)
+    body_end = footer if footer is not None else sp_start
+    header_stop = _header_stop(lines, body_end)
+    labels.mark(0, header_stop, HEADER)
+    labels.mark(body_end, sp_start, FOOTER)
+    labels.mark(sp_start, sp_stop, SMALL_PRINT)
+    labels.mark(sp_stop, n, FOOTER)
+    return header_stop, body_end
+
+
+def _header_stop(lines: list[str], stop: int) -> int:
+    """End of a header that no marker ends: its first paragraphs while each holds a boilerplate
+    word (and a bracket they open), up to credits or a transcriber's note, left to the body."""
+    header_stop = 0
+    for first, last in _paragraphs(lines, 0, stop):
+        text = lines[first:last + 1]
+        if CREDITS_LEAD_RE.match(text[0]) or NOTE_HEADING_RE.match(text[0]) \
+                or not any(_hit(x) for x in text):
+            break
+        header_stop = last + 1
+    return _bracket_close(lines, 0, header_stop - 1, stop) + 1 if header_stop else 0
+
+
+def _end_marks(lines: list[str], labels: _Labels, start: int, end: int) -> int:
+    """End of the body less the marks (``*****``, ``^Z``...) closing a file that has no footer."""
+    i = end
+    while i > start and (_is_blank(lines[i - 1]) or _is_mark(lines[i - 1])):
+        i -= 1
+    marks = [j for j in range(i, end) if _is_mark(lines[j])]
+    if not marks:
+        return end
+    labels.mark(marks[0], end, END_MARKS)
+    return marks[0]
 
 
 def _label_header(lines: list[str], labels: _Labels, first: int, stop: int,
@@ -300,11 +537,12 @@ def _label_header(lines: list[str], labels: _Labels, first: int, stop: int,
     labels.mark(sp_stop, stop, HEADER)
 
 
-def _frame_markers(lines: list[str], labels: _Labels, start: int) -> tuple[str, int, int]:
-    """Frame a text with a ``*** START OF ...`` marker (eras 2002 to modern)."""
+def _frame_markers(lines: list[str], labels: _Labels, marker: int,
+                   body_start: int) -> tuple[str, int, int]:
+    """Frame a text with START and END markers (eras 2002 to modern); ``marker``: the START
+    marker, or the END marker where no START marker ends the header at ``body_start``."""
     n = len(lines)
-    body_start = _marker_stop(lines, start)
-    sp_end = _first(lines, SMALL_PRINT_END_RE, 0, start)
+    sp_end = _first(lines, SMALL_PRINT_END_RE, 0, min(marker, body_start))
     sp_start = _last(lines[:sp_end], SMALL_PRINT_START_RE) if sp_end is not None else None
     if sp_end is not None:
         _label_header(lines, labels, 0, body_start,
@@ -313,13 +551,15 @@ def _frame_markers(lines: list[str], labels: _Labels, start: int) -> tuple[str, 
         labels.mark(0, body_start, HEADER)
     end = _first(lines, END_RE, body_start)
     if end is None:
-        end = _last(lines, FOOTER_RE, body_start)
+        end = _last_footer(lines, body_start)
     if end is None:
         end = _first(lines, FULL_LICENCE_RE, body_start)
+    if end is None:
+        end = _first(lines, SMALL_PRINT_START_RE, body_start)
     body_end = n if end is None else _footer_line_before(lines, end, body_start)
     licence = _first(lines, FULL_LICENCE_RE, body_end)
     small_print = _first(lines, SMALL_PRINT_START_RE, body_end)
-    era = _marker_era(lines[start], small_print is not None, lines[:start])
+    era = _marker_era(lines[marker], small_print is not None, lines[:body_start])
     if licence is not None:
         labels.mark(body_end, licence, FOOTER)
         labels.mark(licence, n, LICENCE)
@@ -331,12 +571,12 @@ def _frame_markers(lines: list[str], labels: _Labels, start: int) -> tuple[str, 
     return era, body_start, body_end
 
 
-def _marker_era(start_line: str, small_print_after_end: bool, header: list[str]) -> str:
-    if DP_START_RE.match(start_line):
+def _marker_era(marker: str, small_print_after_end: bool, header: list[str]) -> str:
+    if DP_MARKER_RE.match(marker):
         return "2003"
     if small_print_after_end:
         return "2002"
-    if THIS_START_RE.search(start_line) or any(OLD_USE_NOTICE_RE.search(x) for x in header):
+    if THIS_MARKER_RE.search(marker) or any(OLD_USE_NOTICE_RE.search(x) for x in header):
         return "2004-2018"
     return "modern"
 
@@ -407,9 +647,11 @@ def _title_from_banner(header: list[str], found: dict[str, str]) -> None:
 class _Body:
     """Paragraphs of the body ``[start, end)``; peels boilerplate off its start and end."""
 
-    def __init__(self, lines: list[str], labels: _Labels, start: int, end: int, strip_notes: bool):
+    def __init__(self, lines: list[str], labels: _Labels, start: int, end: int, strip_notes: bool,
+                 title: str = ""):
         self.lines, self.labels, self.strip_notes = lines, labels, strip_notes
         self.start, self.end = start, end
+        self.title = _normalized(title)
         self.paras = _paragraphs(lines, start, end)
         self.credits = ""
         size = end - start
@@ -456,8 +698,10 @@ class _Body:
         return sum(1 for x in text if CREDITS_LINE_RE.search(x)) * 5 >= len(text) * 3
 
     def _is_notice(self, p: int) -> bool:
+        """A short paragraph that names Project Gutenberg or the e-text."""
         text = self._text(p)
-        return len(text) <= MAX_CREDITS_LINES and any(GUTENBERG_MENTION_RE.search(x) for x in text)
+        return len(text) <= MAX_CREDITS_LINES and \
+            any(GUTENBERG_MENTION_RE.search(x) or ETEXT_WORD_RE.search(x) for x in text)
 
     def _is_separator(self, p: int) -> bool:
         return all(SEPARATOR_RE.match(x) for x in self._text(p))
@@ -473,7 +717,7 @@ class _Body:
 
     def _is_prose(self, p: int) -> bool:
         text = self._text(p)
-        long_lines = sum(1 for x in text if len(x) >= 45 and not x[:1].isspace())
+        long_lines = sum(1 for x in text if len(x) >= PROSE_LINE_CHARS and not x[:1].isspace())
         return len(text) >= 4 and long_lines >= 3
 
     # note extents
@@ -514,14 +758,12 @@ class _Body:
     # the three passes
 
     def _peel_start(self) -> int:
-        """Remove credits, notices and notes at the very start; the first paragraph kept."""
+        """Remove credits, notes, notices and runs of boilerplate (a licence, a producer's
+        notice) at the very start; the first paragraph kept."""
         p = 0
         while p < len(self.paras):
             if self._is_credits(p):
                 self._remove(p, p, CREDITS)
-                p += 1
-            elif self._is_notice(p):
-                self._remove(p, p, NOTICE)
                 p += 1
             elif (q := self._note_end(p)) is not None:
                 self._remove(p, q, NOTE)
@@ -530,6 +772,11 @@ class _Body:
                     and (q := self._note_end(p + 1)) is not None:
                 self._remove(p, q, NOTE)
                 p = q + 1
+            elif self._is_notice(p):
+                self._remove(p, p, NOTICE)
+                p += 1
+            elif (last := self._run_from(p)) is not None:
+                p = self._remove_through(p, last)
             else:
                 break
         return p
@@ -549,11 +796,60 @@ class _Body:
                 p = q
             p += 1
 
+    # boilerplate runs: licences and notices told by their vocabulary
+
+    def _run_from(self, p: int) -> int | None:
+        """Last line of a run of boilerplate opening with paragraph ``p``: the run's last hit,
+        or the line closing a bracket it left open, or the end of that line's paragraph unless
+        the book's title comes first."""
+        s, e = self.paras[p]
+        if not any(_hit(x) == 2 for x in self.lines[s:e + 1]):
+            return None
+        last = _dense_run(self.lines, s, self.end)
+        if last is None:
+            return None
+        closed = _bracket_close(self.lines, s, last, self.end)
+        if closed != last:
+            return closed
+        stop = self.paras[self._para_of(last)][1]
+        return next((i - 1 for i in range(last + 1, stop + 1) if self._is_title(self.lines[i])), stop)
+
+    def _run_back_to(self, last: int, floor: int) -> int | None:
+        """First paragraph of a run of boilerplate closing with paragraph ``last`` (or with a few
+        short lines after its last strong word: ``(Three Pages)``)."""
+        s, e = self.paras[last]
+        tail = [x for p in range(last, max(floor, last - RUN_NEAR) - 1, -1)
+                for x in reversed(self._text(p))][:RUN_NEAR + 1]
+        if not any(_hit(x) == 2 for x in self._text(last) + tail):
+            return None
+        first = _dense_run(self.lines, e, self.paras[floor][0] - 1)
+        return None if first is None else max(floor, self._para_of(first))
+
+    def _remove_through(self, p: int, last: int) -> int:
+        """Remove from paragraph ``p`` through line ``last``; the paragraph to look at next."""
+        q = self._para_of(last)
+        reason = _run_reason(self.lines, self.paras[p][0], last + 1)
+        if last == self.paras[q][1]:
+            self.labels.mark(self.paras[p][0], self._stop_after(q), reason)
+            return q + 1
+        self.labels.mark(self.paras[p][0], last + 1, reason)
+        self.paras[q] = (last + 1, self.paras[q][1])  # the rest of the paragraph is the book's
+        return q
+
+    def _para_of(self, i: int) -> int:
+        """Index of the paragraph holding (or, for a blank line, preceding) line ``i``."""
+        return bisect.bisect_right(self.paras, (i, len(self.lines))) - 1
+
+    def _is_title(self, line: str) -> bool:
+        text = _normalized(line)
+        return len(text) >= 4 and bool(self.title) and (
+            self.title.startswith(text) or text.startswith(self.title))
+
     def _removed(self, p: int) -> bool:
         return self.labels.of[self.paras[p][0]] is not None
 
     def _peel_end(self, first: int) -> None:
-        """Remove notes, credits and notices at the very end of the body."""
+        """Remove credits, runs of boilerplate, notices and notes at the very end of the body."""
         floor = first
         last = len(self.paras) - 1
         while last >= floor:
@@ -561,6 +857,10 @@ class _Body:
                 pass
             elif self._is_credits(last):
                 self._remove(last, last, CREDITS)
+            elif (opening := self._run_back_to(last, floor)) is not None:
+                self._remove(opening, last, _run_reason(
+                    self.lines, self.paras[opening][0], self.paras[last][1] + 1))
+                last = opening
             elif self._is_notice(last):
                 self._remove(last, last, NOTICE)
             elif (opening := self._bracketed_note_closing_at(last, floor)) is not None:
@@ -600,6 +900,11 @@ class _Body:
             tail = [x for q in range(p + 1, last + 1) for x in self._text(q)]
             if any(ETEXT_WORD_RE.search(x) for x in tail):
                 self._remove(p, last, NOTE, through_end=last == len(self.paras) - 1)
+
+
+def _normalized(text: str) -> str:
+    """Lower-case words only: ``Orlando Furioso`` and ``ORLANDO FURIOSO.`` compare equal."""
+    return " ".join(_NON_WORD_RE.sub(" ", text).casefold().split())
 
 
 def _heading_only(line: str) -> bool:
