@@ -70,7 +70,11 @@ def test_corpus_shorter_than_one_window_is_an_error():
         StreamBatches(np.arange(50), batch_size=4, seq_len=64)
 
 
-def test_eval_layout():
-    rows = eval_layout(np.arange(101), batch_size=8)
-    assert rows.shape == (8, 12) and rows[1, 0] == 12
-    assert eval_layout(np.arange(1), 8) is None
+def test_eval_layout_depends_on_the_split_alone():
+    from charpoet.data import EVAL_MIN_ROW, EVAL_STREAMS
+
+    assert eval_layout(np.arange(101)).shape == (1, 101)  # short: one row
+    rows = eval_layout(np.arange(5 * EVAL_MIN_ROW + 3))
+    assert rows.shape == (5, EVAL_MIN_ROW) and rows[1, 0] == EVAL_MIN_ROW
+    assert eval_layout(np.arange(1000 * EVAL_MIN_ROW)).shape[0] == EVAL_STREAMS
+    assert eval_layout(np.arange(1)) is None

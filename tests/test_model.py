@@ -84,3 +84,20 @@ def test_dropout_is_seeded_and_off_in_eval_mode():
     torch.testing.assert_close(a, b)
     model.eval()
     torch.testing.assert_close(model(idx)[0], model(idx)[0])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize(("layers", "layer_norm"), [(1, False), (3, True)])
+def test_count_parameters_matches_the_built_model(cell, layers, layer_norm):
+    from charpoet.model import count_parameters
+
+    config = ModelConfig(cell=cell, num_layers=layers, rnn_size=24, embedding_size=8, layer_norm=layer_norm,
+                         vocab_size=30)
+    assert count_parameters(config) == RNNLM(config).num_parameters()
+
+
+def test_an_impossible_model_is_a_config_error_before_any_allocation():
+    from charpoet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^a model of [\d,]+ parameters needs about .* TB of memory.*--rnn-size"):
+        RNNLM(ModelConfig(rnn_size=10_000_000, vocab_size=30))

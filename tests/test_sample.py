@@ -65,7 +65,17 @@ def test_filter_logits_against_a_naive_version():
                 break
         keep = {i for i in range(50) if torch.isfinite(got[i])}
         assert keep == allowed
-        torch.testing.assert_close(got[sorted(keep)], row[sorted(keep)])
+        # the same distribution: logits up to one shift per row (the row maximum is subtracted)
+        torch.testing.assert_close(got[sorted(keep)], row[sorted(keep)] - row.max())
+
+
+def test_tiny_temperatures_reach_the_greedy_limit_without_nan():
+    logits = torch.tensor([[0.5, 3.0, -1.0, 2.9], [1.0, 1.0, 0.0, -2.0]])
+    for t in (1e-40, 1e-300, 5e-324):
+        probs = filter_logits(logits, t, 0, 1.0).softmax(-1)
+        assert not probs.isnan().any()
+        assert probs[0].tolist() == [0.0, 1.0, 0.0, 0.0]  # the best token only
+        assert probs[1].tolist() == [0.5, 0.5, 0.0, 0.0]  # a tie stays a tie
 
 
 def test_bad_sampling_options_are_errors(trained_run):

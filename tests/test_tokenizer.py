@@ -68,3 +68,20 @@ def test_invalid_vocabulary_is_a_checkpoint_error():
         tokenizer_from_dict({"kind": "char", "chars": ["a", "a"]})
     with pytest.raises(CheckpointError):
         tokenizer_from_dict({"kind": "bpe"})
+
+
+@given(st.lists(st.text(alphabet=st.characters(codec="utf-8"), min_size=1), min_size=1, max_size=4),
+       st.sampled_from(["char", "word"]), st.integers(min_value=2, max_value=50))
+def test_a_vocabulary_written_as_json_encodes_exactly_as_before(texts, kind, max_vocab):
+    """A run's vocab.json, read back, gives the same ids and text: what training wrote is what
+    generation reads."""
+    import json
+
+    tok = build_tokenizer(kind, texts, max_vocab)
+    again = tokenizer_from_dict(json.loads(json.dumps(tok.to_dict(), ensure_ascii=False)))
+    for text in texts:
+        ids = tok.encode(text)
+        assert again.encode(text).tolist() == ids.tolist()
+        assert again.decode(ids) == tok.decode(ids)
+        if kind == "char":
+            assert again.decode(ids) == text

@@ -128,6 +128,45 @@ def test_restore_with_a_new_batch_size_continues(tiny_corpus, tiny_config, tmp_p
     assert RunDir(run).read_config().data.batch_size == 16
 
 
+def test_validation_loss_does_not_depend_on_the_training_batch_size(tiny_corpus, tiny_config, tmp_path):
+    """The same weights score the same after a resume with another --batch-size, so best-model
+    choice and early stopping compare like with like."""
+    run = tmp_path / "run"
+    first = train(tiny_config(tiny_corpus, num_epochs=1.0), run, stop_after_steps=10)
+    assert first.history[-1]["step"] == 10
+    (run / "metrics.json").unlink()  # the continued session then evaluates step 10 again
+    stored = RunDir(run).read_config()
+    for batch_size in (16, 3):
+        again = train(replace(stored, data=replace(stored.data, batch_size=batch_size)), run, restore=True,
+                      stop_after_steps=0)
+        assert again.step == 10
+        assert again.history[-1]["val_loss"] == first.history[-1]["val_loss"]
+        (run / "metrics.json").unlink()
+
+
+def test_a_nan_validation_loss_never_becomes_the_best(tiny_corpus, tiny_config, tmp_path, monkeypatch):
+    import sys
+
+    train_module = sys.modules["charpoet.train"]  # the package's `train` is the function
+    real, calls = train_module.estimate_loss, []
+
+    def first_is_nan(*args, **kwargs):
+        metrics = real(*args, **kwargs)
+        calls.append(metrics["val_loss"])
+        return {**metrics, "val_loss": float("nan")} if len(calls) == 1 else metrics
+
+    monkeypatch.setattr(train_module, "estimate_loss", first_is_nan)
+    run = tmp_path / "run"
+    result = train(tiny_config(tiny_corpus, num_epochs=1.0, stats_every="5steps", early_stop_patience=2), run,
+                   stop_after_steps=20)
+    losses = [h["val_loss"] for h in result.history]
+    assert math.isnan(losses[0]) and all(math.isfinite(v) for v in losses[1:])
+    assert result.best_val_loss == min(losses[1:])
+    _, meta = RunDir(run).load_weights("best")
+    assert meta["metrics"]["val_loss"] == min(losses[1:])
+    assert result.stop_reason == "steps"  # later finite losses count as improvements, not as bad evaluations
+
+
 def test_a_new_run_never_overwrites_an_existing_one(tiny_corpus, tiny_config, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(tiny_corpus, num_epochs=0.2), run)
@@ -146,7 +185,7 @@ def test_interrupted_write_leaves_the_previous_checkpoint(tiny_corpus, tiny_conf
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="cannot write .*last.safetensors: disk full"):
         RunDir(run).save_tensors("last.safetensors", {"x": torch.zeros(3)}, {})
     assert (run / "last.safetensors").read_bytes() == before
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]

@@ -16,13 +16,21 @@
 Every file is written to a temporary file in the same directory, flushed, fsynced and
 renamed over the old one, so a crash at any moment leaves the previous version intact.
 The training state lives inside ``last.safetensors`` itself, so weights and cursor can
-never disagree.
+never disagree. A write that fails (a full disk, a read-only directory) removes its temporary
+file, leaves the old version in place and raises ``RunWriteError``; appends to the logs go
+in whole or not at all.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import math
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +41,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig
 from charpoet.corpus import Library, load_library_file, save_library
-from charpoet.corpus.cache import atomic_write_bytes
+from charpoet.corpus.cache import append_bytes, atomic_write_bytes
 from charpoet.errors import CharpoetError, CheckpointError, ConfigError
 from charpoet.tokenizer import Tokenizer, tokenizer_from_dict
 
@@ -42,8 +50,35 @@ METRICS_LOG = "metrics.jsonl"
 BEST, LAST = "best.safetensors", "last.safetensors"
 
 
+class RunWriteError(CheckpointError):
+    """A file of a run could not be written (full disk, read-only, no permission); ``errno`` says why."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.errno = code
+
+    @property
+    def disk_full(self) -> bool:
+        return self.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _reason(exc: OSError) -> str:
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into a one-line ``RunWriteError``."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunWriteError(f"cannot write {path}: {_reason(exc)}", exc.errno) from None
+
+
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    with writing(path):
+        atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def read_json(path: Path) -> Any:
@@ -66,6 +101,30 @@ class RunDir:
 
     def exists(self) -> bool:
         return (self.path / CONFIG).is_file()
+
+    def check_writable(self) -> None:
+        """Fail with one line, before any work, if the run directory cannot be created or written.
+
+        Writes and removes a probe file (so a read-only mount counts, even for root); changes nothing else.
+        """
+        path, where = self.path, self.path
+        try:
+            if path.exists() and not path.is_dir():
+                raise RunWriteError(f"{path} is a file, not a run directory: choose another --checkpoint-path")
+            while not where.exists() and where != where.parent:  # the directory that would hold it
+                where = where.parent
+            if not where.is_dir():
+                raise RunWriteError(f"cannot create the run directory {path}: {where} is a file",
+                                    errno.ENOTDIR)
+            fd, probe = tempfile.mkstemp(dir=where, prefix=".charpoet-write-check.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+            for name in (METRICS_LOG, "train.log"):  # appended to in place, not replaced
+                if (path / name).exists() and not os.access(path / name, os.W_OK):
+                    raise RunWriteError(f"cannot write {path / name}: permission denied", errno.EACCES)
+        except OSError as exc:
+            what = "write to the run directory" if where == path else "create the run directory"
+            raise RunWriteError(f"cannot {what} {path}: {_reason(exc)}", exc.errno) from None
 
     def require(self) -> RunDir:
         if not self.path.exists():
@@ -97,10 +156,14 @@ class RunDir:
         d = read_json(self.path / VOCAB)
         if not isinstance(d, dict):
             raise CheckpointError(f"{self.path / VOCAB} is corrupt: not a mapping")
-        return tokenizer_from_dict(d)
+        try:
+            return tokenizer_from_dict(d)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{self.path / VOCAB} is corrupt: {exc}") from None
 
     def write_library(self, library: Library) -> None:
-        save_library(library, self.path / LIBRARY)
+        with writing(self.path / LIBRARY):
+            save_library(library, self.path / LIBRARY)
 
     def read_library(self) -> Library:
         try:
@@ -120,13 +183,10 @@ class RunDir:
         return history
 
     def append_metrics_log(self, record: dict[str, Any], sync: bool = False) -> None:
-        """Append one JSON line to ``metrics.jsonl``; ``sync`` also fsyncs the file."""
+        """Append one JSON line to ``metrics.jsonl``, whole or not at all; ``sync`` also fsyncs it."""
         line = json.dumps(record, ensure_ascii=False, allow_nan=True) + "\n"
-        with open(self.path / METRICS_LOG, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
+        with writing(self.path / METRICS_LOG):
+            append_bytes(self.path / METRICS_LOG, line.encode("utf-8"), sync=sync)
 
     def read_metrics_log(self) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl``; a torn or malformed line (a killed process) is skipped."""
@@ -154,7 +214,8 @@ class RunDir:
             return
         kept = [r for r in self.read_metrics_log() if r["step"] <= step]
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
-        atomic_write_bytes(self.path / METRICS_LOG, data.encode("utf-8"))
+        with writing(self.path / METRICS_LOG):
+            atomic_write_bytes(self.path / METRICS_LOG, data.encode("utf-8"))
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete temporary files a killed process left behind (``.NAME.*.tmp``)."""
@@ -168,7 +229,8 @@ class RunDir:
         """Write a safetensors file whose metadata holds ``meta`` as JSON strings."""
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
         metadata = {k: json.dumps(v) for k, v in meta.items()}
-        atomic_write_bytes(self.path / name, safetensors_bytes(tensors, metadata=metadata))
+        with writing(self.path / name):
+            atomic_write_bytes(self.path / name, safetensors_bytes(tensors, metadata=metadata))
 
     def load_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         path = self.path / name
@@ -182,6 +244,15 @@ class RunDir:
         except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path} is corrupt: {exc}") from None
 
+    def snapshot_step(self) -> int | None:
+        """The step of the snapshot in ``last.safetensors``, or None if there is none or it is unreadable."""
+        try:
+            with safe_open(str(self.path / LAST), framework="pt", device="cpu") as f:
+                step = json.loads((f.metadata() or {})["trainer"])["step"]
+        except (SafetensorError, OSError, ValueError, KeyError, TypeError):
+            return None
+        return step if isinstance(step, int) else None
+
     def best_loss(self) -> float | None:
         """Validation loss recorded in ``best.safetensors``' metadata, if any."""
         path = self.path / BEST
@@ -193,7 +264,7 @@ class RunDir:
             loss = json.loads(meta.get("metrics", "{}")).get("val_loss")
         except (SafetensorError, OSError, ValueError, AttributeError):
             return None
-        return float(loss) if isinstance(loss, int | float) else None
+        return float(loss) if isinstance(loss, int | float) and math.isfinite(loss) else None
 
     def weights_file(self, which: str) -> str:
         if which not in ("best", "last"):
@@ -209,6 +280,29 @@ class RunDir:
         if any(k.startswith("model.") for k in tensors):
             tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         return tensors, meta
+
+
+class RunLogHandler(logging.Handler):
+    """A log file (``RUN/train.log``) that gets whole lines or none; a failed write raises
+    ``RunWriteError`` into the code that logged, so training stops instead of going on unlogged."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        with writing(self.path):  # an unwritable log fails now, not after the model is built
+            if self.path.exists():  # opened, not changed: a command that fails early leaves no trace
+                os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND))
+            elif not os.access(self.path.parent, os.W_OK):
+                raise PermissionError(errno.EACCES, "permission denied", str(self.path))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+        except Exception:  # noqa: BLE001 - a bad format string is logging's own business
+            self.handleError(record)
+            return
+        with writing(self.path):
+            append_bytes(self.path, line.encode("utf-8"))
 
 
 def check_compatible(stored: RunConfig, requested: dict[str, dict[str, Any]]) -> None:

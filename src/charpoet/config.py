@@ -12,6 +12,7 @@ and a cosine schedule reaches about 1.49 nats/char on tiny shakespeare in 10 min
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -98,6 +99,12 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 (autocast for training steps)
 
     def validate(self) -> None:
+        for flag, value in (("learning-rate", self.learning_rate), ("min-lr-ratio", self.min_lr_ratio),
+                            ("weight-decay", self.weight_decay), ("clip-norm", self.clip_norm),
+                            ("num-epochs", self.num_epochs), ("max-minutes", self.max_minutes),
+                            ("sample-below-loss", self.sample_below_loss), ("nan-lr-factor", self.nan_lr_factor),
+                            *(("sample-temperatures", t) for t in self.sample_temperatures)):
+            _finite(flag, value)
         if not self.learning_rate > 0:
             raise ConfigError(f"--learning-rate must be > 0, got {self.learning_rate}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -199,8 +206,13 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
         return tp(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"config key {where} must be {tp.__name__}, got {value!r}") from None
+
+
+def _finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"--{name} must be a finite number, got {value}")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

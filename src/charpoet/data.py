@@ -140,11 +140,20 @@ class StreamBatches:
         return window[:, :-1], window[:, 1:]
 
 
-def eval_layout(ids: np.ndarray, batch_size: int) -> torch.Tensor | None:
-    """Lay a validation split out as (B, L) rows for a stateful pass; None if too short."""
+EVAL_STREAMS = 64  # most rows of an evaluation pass
+EVAL_MIN_ROW = 2048  # fewest tokens per row (each row starts from a zero state)
+
+
+def eval_layout(ids: np.ndarray) -> torch.Tensor | None:
+    """Lay a validation split out as (B, L) rows for a stateful pass; None if too short.
+
+    The layout depends on the split alone, never on the training batch size, so losses stay
+    comparable when a run continues with another ``--batch-size``: up to ``EVAL_STREAMS`` rows
+    of at least ``EVAL_MIN_ROW`` tokens (one row for a short split).
+    """
     n = len(ids)
     if n < 2:
         return None
-    rows = max(1, min(batch_size, n // 2))
+    rows = max(1, min(EVAL_STREAMS, n // EVAL_MIN_ROW))
     row_len = n // rows
     return torch.from_numpy(ids[: rows * row_len].reshape(rows, row_len))

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from charpoet.config import ModelConfig
+from charpoet.resources import require_memory
 
 State = tuple[Tensor, ...]
 
@@ -32,6 +33,8 @@ class RNNLM(nn.Module):
         config.validate()
         if config.vocab_size < 1:
             raise ValueError("ModelConfig.vocab_size must be set before building a model")
+        require_memory(4 * count_parameters(config), f"a model of {count_parameters(config):,} parameters",
+                       "use a smaller --rnn-size, --num-layers or --embedding-size")
         self.config = config
         rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU}[config.cell]
         E, H, L = config.embedding_size, config.rnn_size, config.num_layers
@@ -73,6 +76,15 @@ class RNNLM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """Parameters of ``RNNLM(config)``, computed without building it."""
+    gates = 4 if config.cell == "lstm" else 3
+    E, H, L, V = config.embedding_size, config.rnn_size, config.num_layers, config.vocab_size
+    recurrent = gates * H * (E + H + 2) + (L - 1) * gates * H * (2 * H + 2)  # input, hidden, 2 biases
+    norms = 2 * H * L if config.layer_norm else 0
+    return V * E + recurrent + norms + H * V + V
 
 
 def _run(rnn: nn.Module, x: Tensor, state: State) -> tuple[Tensor, State]:

@@ -27,6 +27,7 @@ from charpoet.checkpoint import RunDir
 from charpoet.config import RunConfig
 from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError
 from charpoet.model import RNNLM
+from charpoet.resources import require_memory
 from charpoet.tokenizer import Tokenizer
 from charpoet.train import resolve_device
 
@@ -57,10 +58,15 @@ class SampleOptions:
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """Scale by temperature and mask everything outside top-k / top-p with -inf; (B, V).
 
-    The row maximum is subtracted first, so a tiny temperature gives 0 for the best token
-    and -inf for the rest (the greedy limit) instead of inf - inf = NaN.
+    The row maximum is subtracted first, so a tiny temperature gives 0 for the best token(s)
+    and -inf for the rest (the greedy limit) instead of inf - inf = NaN; below the dtype's
+    smallest normal number, where the division itself fails, that limit is taken directly.
     """
-    logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
+    shifted = logits - logits.max(dim=-1, keepdim=True).values  # (B, V), <= 0
+    if temperature >= torch.finfo(shifted.dtype).tiny:
+        logits = shifted / temperature
+    else:
+        logits = shifted.masked_fill(shifted < 0, float("-inf"))
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -104,6 +110,9 @@ class LanguageModel:
         if not prime:
             raise ConfigError("the priming text is empty; give at least one character")
         prime_ids = self.encode_prime(prime).to(self.device)
+        n, m = opts.num_samples, self.model.config
+        require_memory(n * 4 * (4 * m.vocab_size + 3 * m.num_layers * m.rnn_size), f"{n:,} samples at once",
+                       "use a smaller --num-samples", device=self.device)
         return self._stream(prime_ids, opts)
 
     @torch.no_grad()
@@ -127,8 +136,9 @@ class LanguageModel:
     def generate(self, prime: str = "\n", options: SampleOptions | None = None, **kwargs: Any) -> list[str]:
         """Generated texts (without the prime), one per sample."""
         opts = (options or SampleOptions(**kwargs)).validate()
-        texts = [[] for _ in range(opts.num_samples)]
-        for pieces in self.stream(prime, opts):
+        stream = self.stream(prime, opts)  # checks everything before anything is allocated
+        texts: list[list[str]] = [[] for _ in range(opts.num_samples)]
+        for pieces in stream:
             for out, piece in zip(texts, pieces):
                 out.append(piece)
         return ["".join(t) for t in texts]

@@ -29,13 +29,14 @@ import torch
 
 from charpoet.cadence import Cadence
 from charpoet.checkpoint import (
-    BEST, LAST, RunDir, TrainingState, check_compatible, load_training_state, save_training_state,
+    BEST, LAST, RunDir, RunWriteError, TrainingState, check_compatible, load_training_state, save_training_state,
 )
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig
 from charpoet.corpus import Library, load_data_library
 from charpoet.data import StreamBatches, encode_library, eval_layout
 from charpoet.errors import CharpoetWarning, CheckpointError
-from charpoet.model import RNNLM, State, detach_state, sequence_loss
+from charpoet.model import RNNLM, State, count_parameters, detach_state, sequence_loss
+from charpoet.resources import require_memory
 from charpoet.tokenizer import Tokenizer, build_tokenizer
 from charpoet.tuning import tune_allocator
 
@@ -181,9 +182,13 @@ def _stop_requests() -> Iterator[threading.Event]:
 def prepare_run(
     config: RunConfig, run: RunDir, restore: bool, library: Library | None
 ) -> tuple[RunConfig, Library, Tokenizer]:
-    """Library and tokenizer of a new run, or the stored ones of a run being restored."""
+    """Library and tokenizer of a new run, or the stored ones of a run being restored.
+
+    Checks first that the run directory can be written, before the slow parts.
+    """
     if restore:
-        stored = run.require().read_config()
+        run.require().check_writable()
+        stored = run.read_config()
         check_compatible(stored, {section: {key: getattr(getattr(config, section), key) for key in keys}
                                   for section, keys in ARCHITECTURE_KEYS.items()})
         config = replace(config, model=replace(config.model, vocab_size=stored.model.vocab_size))
@@ -199,6 +204,7 @@ def prepare_run(
             f"{run.path} already holds a run; continue it (the default), start over with --fresh, "
             "or choose another --checkpoint-path"
         )
+    run.check_writable()
     if library is None:
         library = load_data_library(config.data)
     # The vocabulary covers the whole library (as nanoGPT and word_language_model do), so
@@ -224,7 +230,8 @@ def train(
     ``True`` requires a run, ``False`` refuses to touch one. ``config`` is the full
     configuration (for a restore: the stored one with allowed overrides applied).
     ``stop_after_steps`` ends this session early without changing the schedule, as if
-    interrupted; the run can then be continued.
+    interrupted; the run can then be continued. A file of the run that cannot be written (a
+    full disk) stops training with ``RunWriteError``, whose message says which snapshot is intact.
     """
     config.validate()
     run = RunDir(run_dir)
@@ -232,21 +239,28 @@ def train(
         restore = run.exists()
     config, library, tokenizer = prepare_run(config, run, restore, library)
     session = _Session(config, run, library, tokenizer, on_event or (lambda event: None))
-    if restore:
-        run.remove_stale_temp_files()  # a killed process may have left half-written temp files
-    if restore and (run.path / LAST).exists():
-        session.restore()
-    elif restore:
-        warnings.warn(f"{run.path} has no checkpoint yet; starting it from step 0", CharpoetWarning, stacklevel=2)
-    else:
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_library(library)
-        run.write_vocab(tokenizer)
-    run.write_config(session.config)
-    run.cut_metrics_log(session.step)  # records written after the snapshot belong to a lost future
-    if not (run.path / LAST).exists():
-        session.save_last()  # a snapshot to roll back to from the very first step
-    return session.run(stop_after_steps, log_every)
+    try:
+        if restore:
+            run.remove_stale_temp_files()  # a killed process may have left half-written temp files
+        if restore and (run.path / LAST).exists():
+            session.restore()
+        elif restore:
+            warnings.warn(f"{run.path} has no checkpoint yet; starting it from step 0", CharpoetWarning, stacklevel=2)
+        else:
+            run.path.mkdir(parents=True, exist_ok=True)
+            run.write_library(library)
+            run.write_vocab(tokenizer)
+        run.write_config(session.config)
+        run.cut_metrics_log(session.step)  # records written after the snapshot belong to a lost future
+        if not (run.path / LAST).exists():
+            session.save_last()  # a snapshot to roll back to from the very first step
+        return session.run(stop_after_steps, log_every)
+    except RunWriteError as exc:  # never train on without snapshots: stop, and say what is safe
+        saved = run.snapshot_step()
+        kept = f"the last good snapshot (step {saved}) is intact" if saved is not None else "no snapshot was written yet"
+        fix = "free some space" if exc.disk_full else "fix that"
+        raise RunWriteError(f"{exc}; training stopped at step {session.step} and {kept} in {run.path}: "
+                            f"{fix} and run the same command again to continue", exc.errno) from None
 
 
 STOP_REASONS = ("epochs", "time", "steps", "interrupted", "early-stop", "diverged")
@@ -267,7 +281,10 @@ class _Session:
         if self.batches.batch_size != config.data.batch_size:  # shrunk to fit a small corpus
             config = replace(config, data=replace(config.data, batch_size=self.batches.batch_size))
         self.config, self.tc = config, config.train
-        self.valid_rows = eval_layout(self.data.valid.ids, config.data.batch_size)
+        self.valid_rows = eval_layout(self.data.valid.ids)
+        require_memory(training_memory(config), "training this model with this batch layout",
+                       "use a smaller model (--rnn-size, --num-layers, --embedding-size) or batch (--batch-size, --seq-len)",
+                       device=self.device)
         self.model = RNNLM(config.model).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.learning_rate,
                                            weight_decay=self.tc.weight_decay)
@@ -478,12 +495,12 @@ class _Session:
             metrics.update(estimate_loss(self.model, self.valid_rows, self.data.valid.chars_per_token))
         val = metrics.get("val_loss")
         if scheduled:  # the end-of-session evaluation is not one an uninterrupted run would make
-            if val is None or self.best is None or val < self.best:
+            if _improves(val, self.best):
                 self.best = val if val is not None else self.best
                 self.bad_evals = 0
             else:
                 self.bad_evals += 1
-        if val is None or self.best_saved is None or val < self.best_saved:
+        if _improves(val, self.best_saved):
             self.best_saved = val
             self.run_dir.save_tensors(BEST, self.model.state_dict(), {"step": self.step, "metrics": metrics})
         self.history.append(metrics)
@@ -549,6 +566,7 @@ class _Session:
             step, epoch, cursor = int(trainer["step"]), int(trainer["epoch"]), int(trainer["cursor"])
             layout = (trainer["batch_size"], trainer["seq_len"], trainer["steps_per_epoch"])
             elapsed, best = float(trainer["elapsed"]), trainer["best_val_loss"]
+            best = None if best is None else float(best)
             bad_evals, lr_scale = int(trainer.get("bad_evals", 0)), float(trainer.get("lr_scale", 1.0))
             last_stats = tuple(trainer.get("last_stats", (step, elapsed)))
             last_sample = tuple(trainer.get("last_sample", (step, elapsed)))
@@ -564,7 +582,7 @@ class _Session:
             # A new batch layout: continue at the same fraction of the epoch with a fresh state.
             cursor = round(cursor / layout[2] * self.batches.steps_per_epoch) % self.batches.steps_per_epoch
             self.state = None
-        self.step, self.epoch, self.cursor, self.elapsed, self.best = step, epoch, cursor, elapsed, best
+        self.step, self.epoch, self.cursor, self.elapsed, self.best = step, epoch, cursor, elapsed, _lowest(best, None)
         self.bad_evals, self.lr_scale = bad_evals, lr_scale
         self.last_stats = (int(last_stats[0]), float(last_stats[1]))
         self.last_sample = (int(last_sample[0]), float(last_sample[1]))
@@ -575,8 +593,28 @@ class _Session:
         self.best_saved = _lowest(self.best, self.run_dir.best_loss())
 
 
+def training_memory(config: RunConfig) -> int:
+    """Rough bytes a training step needs: weights, gradients and AdamW's two moments (fp32), and
+    the activations kept for back-propagation of one (batch, seq_len) window."""
+    m, d = config.model, config.data
+    gates = 4 if m.cell == "lstm" else 3
+    per_token = m.embedding_size + m.num_layers * m.rnn_size * (gates + 3) + 3 * m.vocab_size
+    return 16 * count_parameters(m) + 4 * d.batch_size * d.seq_len * per_token
+
+
+def _improves(val: float | None, best: float | None) -> bool:
+    """Whether validation loss ``val`` is a new best. Without a validation split (None) the latest
+    weights are the best; a NaN or infinite loss never is, and a non-finite ``best`` (from an older
+    run) is beaten by any finite loss."""
+    if val is None:
+        return True
+    return math.isfinite(val) and (best is None or not math.isfinite(best) or val < best)
+
+
 def _lowest(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
+    """The lower of two recorded best losses, ignoring missing and non-finite ones."""
+    finite = [v for v in (a, b) if v is not None and math.isfinite(v)]
+    return min(finite) if finite else None
 
 
 def grad_norm(parameters: Iterator[torch.nn.Parameter], clip_norm: float) -> torch.Tensor:

@@ -47,6 +47,25 @@ class CharpoetCLI(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def check_output_file(path: Any, flag: str) -> None:
+    """Before any work: ``ConfigError`` if ``path`` (a file to write, given with ``flag``) cannot be
+    created there, so a long generation never ends in an error about its output."""
+    import os
+    from pathlib import Path
+
+    from charpoet.errors import ConfigError
+
+    path = Path(path).expanduser()
+    parent = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory; give a file name")
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ConfigError(f"{flag} {path}: the directory {parent} {what}")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{flag} {path}: the directory {parent} is not writable")
+
+
 def _fail(message: str, code: int) -> None:
     first, *rest = message.strip().splitlines() or [""]
     print(f"error: {first}", file=sys.stderr)

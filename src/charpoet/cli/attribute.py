@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from charpoet.cli import app
+from charpoet.cli import app, check_output_file
 from charpoet.errors import ConfigError
 
 
@@ -23,11 +23,14 @@ def attribute(
     html: Annotated[Path | None, typer.Option(help="Also write a standalone HTML page.", show_default=False)] = None,
 ) -> None:
     """Find the passages of a text that occur verbatim in a run's sources (or in --text-path files)."""
-    from charpoet.attribution import CorpusIndex, index_for_run
+    from charpoet.attribution import CorpusIndex, check_min_quote, index_for_run
     from charpoet.corpus import library_from_paths, read_text_file
 
     if (checkpoint_path is None) == (not text_path):
         raise ConfigError("give either --checkpoint-path RUN or --text-path SOURCES to check against")
+    check_min_quote(min_quote)
+    if html is not None:
+        check_output_file(html, "--html")
     text = sys.stdin.read() if file == "-" else read_text_file(file)
     if checkpoint_path is not None:
         from charpoet.checkpoint import RunDir

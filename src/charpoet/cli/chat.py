@@ -75,8 +75,9 @@ def chat(
                           seed).validate()
     if device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
-    if min_quote < 1:
-        raise ConfigError(f"--min-quote must be >= 1, got {min_quote}")
+    from charpoet.attribution import check_min_quote
+
+    check_min_quote(min_quote)
     from charpoet.storage import readable_run
 
     run_path = readable_run(checkpoint_path)  # a remote run is read from a local copy

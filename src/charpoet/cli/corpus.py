@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -97,6 +98,10 @@ def search(
     """Search the Project Gutenberg catalog (downloaded once, then cached)."""
     if limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {limit}")
+    if language:
+        from charpoet.corpus.gutenberg import language_code
+
+        language_code(language)  # an unknown language fails before the catalog is fetched
     catalog = _client(mirror, catalog_max_age=catalog_max_age).catalog(refresh=refresh)
     books = _search(catalog, text, author=author, title=title, language=language,
                     subject=subject, bookshelf=bookshelf)
@@ -122,7 +127,7 @@ def search(
 
 @corpus_app.command()
 def add(
-    book_ids: Annotated[list[int] | None, typer.Argument(help="Project Gutenberg book numbers, e.g. 84 1342.", show_default=False)] = None,
+    books: Annotated[list[str] | None, typer.Argument(help="Project Gutenberg book numbers, e.g. 84 1342.", show_default=False)] = None,
     author: Author = None, title: Title = None, language: Language = None, subject: Subject = None,
     bookshelf: Bookshelf = None,
     limit: Annotated[int, _opt("Add at most this many books (0 = every match).", SEARCH)] = 0,
@@ -143,6 +148,7 @@ def add(
     from charpoet.corpus.gutenberg_clean import CleanOptions
 
     searching = any((author, title, subject, bookshelf))
+    book_ids = [_book_number(b) for b in books or []]
     if not book_ids and not searching and not language:
         raise ConfigError("give book numbers, or search fields (--author, --title, --subject, --bookshelf, --language)")
     if limit < 0:
@@ -169,7 +175,7 @@ def add(
     from rich.text import Text
 
     out, err = _console(), _console(stderr=True)
-    added = failed = 0
+    added, failures, existed = 0, [], shelf.exists()
     with err.status("") as status:
         outcomes = add_books(shelf, client, ids, language=language, clean=clean,
                              replace_existing=replace, catalog=catalog)
@@ -180,15 +186,31 @@ def add(
                 label += f" — {outcome.book.author}"
             out.print(Text.assemble(f"{outcome.status:<8} {outcome.id:>6}  {label}  ", (f"({outcome.detail})", "dim")))
             added += outcome.status == "added"
-            failed += outcome.status == "failed"
+            if outcome.status == "failed":
+                failures.append(outcome)
             if limit and added >= limit:
                 break
-    books = shelf.books()
-    chars = sum(b.num_chars for b in books)
-    err.print(f"library {shelf.name}: {len(books)} book{'s' * (len(books) != 1)}, {chars:,} characters "
-              f"({shelf.path}); {added} added this time")
-    if failed:
-        raise CorpusError(f"{failed} book{'s' * (failed != 1)} could not be added (see above)")
+    if not existed and not shelf.books():  # nothing came of it: leave no empty library behind
+        shutil.rmtree(shelf.path, ignore_errors=True)
+    else:
+        books = shelf.books()
+        chars = sum(b.num_chars for b in books)
+        err.print(f"library {shelf.name}: {len(books)} book{'s' * (len(books) != 1)}, {chars:,} characters "
+                  f"({shelf.path}); {added} added this time")
+    if failures:
+        first = failures[0]
+        others = f" ({len(failures) - 1} more, see above)" if len(failures) > 1 else ""
+        raise CorpusError(f"{len(failures)} book{'s' * (len(failures) != 1)} could not be added: "
+                          f"{first.detail}{others}")
+
+
+def _book_number(text: str) -> int:
+    """A Project Gutenberg book number given on the command line (``84``, ``#84``, ``pg84``)."""
+    digits = text.strip().lower().removeprefix("#").removeprefix("pg")
+    if not digits.isdigit():
+        raise ConfigError(f"{text!r} is not a book number (e.g. 84 for Frankenstein); to find books by "
+                          "title or author, use --title or --author")
+    return int(digits)
 
 
 def _catalog_for_add(client: GutenbergClient, refresh: bool, required: bool) -> Catalog | None:
@@ -325,16 +347,13 @@ def clean(
     keep_notes: KeepNotes = False, drop_illustrations: DropIllustrations = False, unwrap: Unwrap = False,
 ) -> None:
     """Strip a Gutenberg file's header, footer, licence and notes; the text goes to stdout or -o."""
-    from charpoet.corpus.files import decode_file_bytes
+    from charpoet.corpus.files import decode_file_bytes, read_file_bytes
     from charpoet.corpus.gutenberg_clean import CleanOptions, clean_gutenberg
 
     if file == "-":
         data, origin = sys.stdin.buffer.read(), "standard input"
     else:
-        try:
-            data, origin = Path(file).read_bytes(), file
-        except OSError as e:
-            raise CorpusError(f"{file}: cannot read file ({e.strerror})") from None
+        data, origin = read_file_bytes(file), file
     text, encoding = decode_file_bytes(data, origin)
     options = CleanOptions(strip_notes=not keep_notes, drop_illustrations=drop_illustrations, unwrap=unwrap)
     result = clean_gutenberg(text, options)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from charpoet.cli import app
+from charpoet.cli import app, check_output_file
 from charpoet.config import DEVICES
 from charpoet.errors import ConfigError, CorpusError
 
@@ -45,8 +45,11 @@ def generate(
     options = SampleOptions(length, temperature, top_k, top_p, num_samples, seed).validate()
     if device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
-    if min_quote < 1:
-        raise ConfigError(f"--min-quote must be >= 1, got {min_quote}")
+    from charpoet.attribution import check_min_quote
+
+    check_min_quote(min_quote)
+    if html is not None:
+        check_output_file(html, "--html")
     from charpoet.storage import readable_run
 
     run_path = readable_run(checkpoint_path)  # a remote run is read from a local copy

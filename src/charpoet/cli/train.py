@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from charpoet.checkpoint import RunDir, check_compatible
+from charpoet.checkpoint import RunDir, RunLogHandler, check_compatible
 from charpoet.cli import app
 from charpoet.cli.progress import TrainDisplay
 from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -91,6 +91,7 @@ def train(
     location = RunLocation(checkpoint_path)
     location.pull()
     run = RunDir(location.local)
+    run.check_writable()  # a read-only or misplaced run fails here, before any work
     resume = run.exists() and not fresh
     texts = None  # texts named when continuing a run (checked against the run's own), or for --fresh
     if restore or resume:
@@ -114,6 +115,7 @@ def train(
     from charpoet.monitor import TrainingMonitor
     from charpoet.train import train as train_run
 
+    created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
     handler = _log_to(log_path or run.path / "train.log")
     try:
@@ -133,13 +135,15 @@ def train(
                 display.console.print(f"run {location.url} (staged in {location.local})")
             result = train_run(config, run.path, restore=resume, library=texts, on_event=on_event)
     except BaseException:
-        if location.remote:  # upload what there is, but report the error that stopped training
+        if location.remote and run.exists():  # upload what there is, but report the error that stopped training
             with contextlib.suppress(CharpoetError):
                 location.push()
         raise
     finally:
         logging.getLogger("charpoet").removeHandler(handler)
         handler.close()
+        if created and not run.exists():  # a new run that failed before it began leaves nothing behind
+            shutil.rmtree(run.path, ignore_errors=True)
     if location.remote:
         try:
             location.push()  # the log and anything the last event did not carry
@@ -200,7 +204,7 @@ def _apply(config: RunConfig, overrides: dict[str, dict[str, Any]]) -> RunConfig
 
 def _log_to(path: Path) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = RunLogHandler(path)  # whole lines; a full disk stops training with one line
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("charpoet")
     logger.setLevel(logging.INFO)

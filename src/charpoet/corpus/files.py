@@ -16,6 +16,7 @@ from pathlib import Path
 
 from charpoet.corpus.library import Library, Source
 from charpoet.errors import CharpoetWarning, CorpusError
+from charpoet.resources import format_bytes, physical_memory
 
 _BOM = b"\xef\xbb\xbf"
 _MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"PK\x03\x04", b"PK\x05\x06",
@@ -143,13 +144,28 @@ def decode_text(data: bytes, origin: str, *, warn_legacy: bool = True) -> str:
     return text
 
 
+def max_file_bytes() -> int:
+    """The largest text file read whole: an eighth of the machine's memory (decoding, Unicode
+    normalisation and token ids each hold a copy)."""
+    return physical_memory() // 8
+
+
+def read_file_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes; ``CorpusError`` for one that cannot be read or is too large to hold."""
+    origin = os.fspath(path)
+    try:
+        size, limit = os.stat(path).st_size, max_file_bytes()
+        if size > limit:
+            raise CorpusError(f"{origin}: file is {format_bytes(size)}, more than charpoet reads at once on "
+                              f"this machine ({format_bytes(limit)}, an eighth of its memory); split it")
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise CorpusError(f"{origin}: cannot read file ({e.strerror or e})") from None
+
+
 def read_text_file(path: str | os.PathLike[str]) -> str:
     """Read a text file: detect its encoding, normalize newlines to LF and Unicode to NFC."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise CorpusError(f"{os.fspath(path)}: cannot read file ({e.strerror})") from None
-    return decode_text(data, os.fspath(path))
+    return decode_text(read_file_bytes(path), os.fspath(path))
 
 
 def _unique_names(paths: list[Path]) -> list[str]:

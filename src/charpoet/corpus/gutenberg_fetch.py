@@ -79,19 +79,23 @@ class FetchPolicy:
     catalog_max_age_days: float = 30.0  # refresh the cached catalog when older
 
     def validate(self) -> FetchPolicy:
-        """Return ``self``, or raise ``FetchPolicyError`` for a negative or absurd value."""
+        """Return ``self``, or raise ``FetchPolicyError`` for a negative or absurd value; messages
+        name the command-line option (``--min-interval``), as the other configurations do."""
+        def flag(name: str) -> str:
+            return "--catalog-max-age" if name == "catalog_max_age_days" else "--" + name.replace("_", "-")
+
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise FetchPolicyError(f"{f.name} must be a number, got {value!r}")
+                raise FetchPolicyError(f"{flag(f.name)} must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
-                raise FetchPolicyError(f"{f.name} must be a finite number >= 0, got {value!r}")
+                raise FetchPolicyError(f"{flag(f.name)} must be a finite number >= 0, got {value!r}")
         for name in ("retries", "max_downloads"):
             value = getattr(self, name)
             if int(value) != value:
-                raise FetchPolicyError(f"{name} must be a whole number, got {value!r}")
+                raise FetchPolicyError(f"{flag(name)} must be a whole number, got {value!r}")
         if self.timeout <= 0:
-            raise FetchPolicyError(f"timeout must be > 0 seconds, got {self.timeout!r}")
+            raise FetchPolicyError(f"--timeout must be > 0 seconds, got {self.timeout!r}")
         return self
 
 
