@@ -37,6 +37,15 @@ class World:
         return [self.run, *self.broken.values()]
 
 
+def _hand_edit(path: Path, old: str, new: str) -> None:
+    """Edit a JSON file as a person would: change a value and delete the checksum, as told to."""
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(re.sub(r',\s*"crc32": "[0-9a-f]{8}"', "", text.replace(old, new)), encoding="utf-8")
+
+
 def _damage(run: Path, root: Path) -> dict[str, Path]:
     """Copies of ``run`` with one file corrupt, truncated, missing or inconsistent."""
     out: dict[str, Path] = {}
@@ -49,10 +58,10 @@ def _damage(run: Path, root: Path) -> dict[str, Path]:
 
     copy("config-garbage", lambda p: (p / "config.json").write_bytes(b"\x00\xff{not json"))
     copy("config-truncated", lambda p: (p / "config.json").write_bytes((p / "config.json").read_bytes()[:40]))
-    copy("config-wrong-type", lambda p: (p / "config.json").write_text(
-        (p / "config.json").read_text().replace('"rnn_size": 32', '"rnn_size": "big"')))
-    copy("config-infinite", lambda p: (p / "config.json").write_text(
-        (p / "config.json").read_text().replace('"rnn_size": 32', '"rnn_size": 1e999')))
+    copy("config-wrong-type", lambda p: _hand_edit(p / "config.json", '"rnn_size": 32', '"rnn_size": "big"'))
+    copy("config-infinite", lambda p: _hand_edit(p / "config.json", '"rnn_size": 32', '"rnn_size": 1e999'))
+    copy("config-stale-checksum", lambda p: (p / "config.json").write_text(
+        (p / "config.json").read_text().replace('"rnn_size": 32', '"rnn_size": 33')))
     copy("config-list", lambda p: (p / "config.json").write_text("[1, 2, 3]"))
     copy("vocab-garbage", lambda p: (p / "vocab.json").write_text('{"kind": "char", "chars": 17}'))
     copy("vocab-truncated", lambda p: (p / "vocab.json").write_bytes((p / "vocab.json").read_bytes()[:25]))
@@ -204,6 +213,8 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("generate-config-garbage", lambda w: ["generate", "--checkpoint-path", w.broken["config-garbage"]], "config.json"),
     ("generate-config-list", lambda w: ["generate", "--checkpoint-path", w.broken["config-list"]], "config.json"),
     ("generate-config-infinite", lambda w: ["generate", "--checkpoint-path", w.broken["config-infinite"]], "rnn_size"),
+    ("generate-config-stale-checksum", lambda w: ["generate", "--checkpoint-path", w.broken["config-stale-checksum"]], "checksum"),
+    ("train-restore-config-stale-checksum", lambda w: ["train", "--checkpoint-path", w.broken["config-stale-checksum"]], "checksum"),
     ("generate-vocab-truncated", lambda w: ["generate", "--checkpoint-path", w.broken["vocab-truncated"]], "vocab.json"),
     ("generate-vocab-mismatch", lambda w: ["generate", "--checkpoint-path", w.broken["vocab-mismatch"]], "vocab"),
     ("generate-weights-truncated", lambda w: ["generate", "--checkpoint-path", w.broken["weights-truncated"]], "best.safetensors"),

@@ -37,12 +37,14 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig
 from charpoet.corpus import Library, load_library_file, save_library
 from charpoet.corpus.cache import append_bytes, atomic_write_bytes
 from charpoet.errors import CharpoetError, CheckpointError, ConfigError
+from charpoet.integrity import CRC_KEY, PLACEHOLDER, seal_json, seal_safetensors, unseal_json, verify_safetensors
 from charpoet.tokenizer import Tokenizer, tokenizer_from_dict
 
 CONFIG, VOCAB, LIBRARY, METRICS = "config.json", "vocab.json", "library.json.gz", "metrics.json"
@@ -60,6 +62,10 @@ class RunWriteError(CheckpointError):
     @property
     def disk_full(self) -> bool:
         return self.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _reason(exc: OSError) -> str:
@@ -137,12 +143,13 @@ class RunDir:
     def write_config(self, config: RunConfig) -> None:
         from charpoet import __version__
 
-        write_json(self.path / CONFIG, {"charpoet_version": __version__, **config.to_dict()})
+        write_json(self.path / CONFIG, seal_json({"charpoet_version": __version__, **config.to_dict()}))
 
     def read_config(self) -> RunConfig:
         d = read_json(self.path / CONFIG)
         if not isinstance(d, dict):
             raise CheckpointError(f"{self.path / CONFIG} is corrupt: not a mapping")
+        d = unseal_json(d, self.path / CONFIG)
         d.pop("charpoet_version", None)
         try:
             return RunConfig.from_dict(d)
@@ -150,12 +157,13 @@ class RunDir:
             raise CheckpointError(f"{self.path / CONFIG} is invalid: {exc}") from None
 
     def write_vocab(self, tokenizer: Tokenizer) -> None:
-        write_json(self.path / VOCAB, tokenizer.to_dict())
+        write_json(self.path / VOCAB, seal_json(tokenizer.to_dict()))
 
     def read_vocab(self) -> Tokenizer:
         d = read_json(self.path / VOCAB)
         if not isinstance(d, dict):
             raise CheckpointError(f"{self.path / VOCAB} is corrupt: not a mapping")
+        d = unseal_json(d, self.path / VOCAB)
         try:
             return tokenizer_from_dict(d)
         except CheckpointError as exc:
@@ -228,21 +236,25 @@ class RunDir:
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Write a safetensors file whose metadata holds ``meta`` as JSON strings."""
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-        metadata = {k: json.dumps(v) for k, v in meta.items()}
+        metadata = {k: json.dumps(v) for k, v in meta.items()} | {CRC_KEY: PLACEHOLDER}
+        data = seal_safetensors(safetensors_bytes(tensors, metadata=metadata))
         with writing(self.path / name):
-            atomic_write_bytes(self.path / name, safetensors_bytes(tensors, metadata=metadata))
+            atomic_write_bytes(self.path / name, data)
 
     def load_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         path = self.path / name
         if not path.is_file():
             raise CheckpointError(f"{path} is missing")
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                metadata = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            data = path.read_bytes()
+            verify_safetensors(data, path)
+            tensors = safetensors_load(data)
+            size = int.from_bytes(data[:8], "little")
+            metadata = json.loads(data[8:8 + size]).get("__metadata__") or {}
+            metadata.pop(CRC_KEY, None)
             return tensors, {k: json.loads(v) for k, v in metadata.items()}
-        except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path} is corrupt: {exc}") from None
+        except (SafetensorError, OSError, ValueError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{path} is corrupt: {_first_line(exc)}") from None
 
     def snapshot_step(self) -> int | None:
         """The step of the snapshot in ``last.safetensors``, or None if there is none or it is unreadable."""
