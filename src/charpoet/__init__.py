@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 from charpoet.attribution import CorpusIndex, index_for_run  # noqa: E402
 from charpoet.attribution_types import Attribution, Span  # noqa: E402
 from charpoet.chat import ChatOptions, Conversation  # noqa: E402
+from charpoet.checkpoint import RunWriteError  # noqa: E402
 from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from charpoet.errors import CharpoetError, CharpoetWarning  # noqa: E402
 from charpoet.sample import LanguageModel, SampleOptions, load  # noqa: E402
@@ -33,6 +34,7 @@ __all__ = [
     "LanguageModel",
     "ModelConfig",
     "RunConfig",
+    "RunWriteError",
     "SampleOptions",
     "TrainConfig",
     "TrainEvent",

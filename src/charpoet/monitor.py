@@ -34,7 +34,7 @@ from charpoet.attribution import CorpusIndex
 from charpoet.attribution_types import Attribution
 from charpoet.checkpoint import RunDir
 from charpoet.corpus import Library
-from charpoet.corpus.cache import atomic_write_bytes
+from charpoet.corpus.cache import append_bytes, atomic_write_bytes
 from charpoet.errors import CharpoetError, CharpoetWarning, ConfigError
 from charpoet.render import to_html
 from charpoet.sample import LanguageModel
@@ -149,8 +149,7 @@ class TrainingMonitor:
         lines = [json.dumps({"step": step, "temperature": t, "text": att.text, "copy_rate": att.copy_rate,
                              "longest": _longest(att), "time": now}, ensure_ascii=False) + "\n"
                  for t, att in samples]
-        with open(self.run_dir / SAMPLES_LOG, "a", encoding="utf-8") as f:
-            f.writelines(lines)
+        append_bytes(self.run_dir / SAMPLES_LOG, "".join(lines).encode("utf-8"))  # whole lines or none
 
     def _cut_samples(self, step: int) -> None:
         """Keep only the samples written up to ``step``; a resumed or rolled-back run redoes the rest."""

@@ -223,10 +223,16 @@ class BookLibrary:
                 yield
                 return
             fcntl.flock(handle, fcntl.LOCK_EX)
+            self._remove_stale_temp_files()  # every write holds the lock: these are from killed processes
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _remove_stale_temp_files(self) -> None:
+        for folder in (self.path, self.path / "texts", self.path / "reports"):
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     def _write_manifest(self, books: list[LibraryBook]) -> None:
         d = {"format": _FORMAT, "version": _VERSION, "name": self.name,
