@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from charpoet.attribution_reference import seeds_scan
+from machine import cpu_description
 
 DEFAULT_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 QUERY_CHARS = 10_000
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    print(cpu_description(), flush=True)
 
     query = args.query.read_text(encoding="utf-8") if args.query else None
     scifi = args.corpora / "scifi"

@@ -38,6 +38,8 @@ from pathlib import Path
 from charpoet.corpus.files import decode_text
 from charpoet.corpus.gutenberg_clean import clean_gutenberg
 
+from machine import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RAW = ROOT.parent / "shared" / "corpora" / "gutenberg" / "raw"
 DEFAULT_FIXTURE = ROOT / "tests" / "fixtures" / "gutenberg_bodies.json"
@@ -149,6 +151,7 @@ def main() -> int:
     parser.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    print(cpu_description(), flush=True)
     if not args.raw.is_dir():
         print(f"raw Gutenberg books not found at {args.raw}", file=sys.stderr)
         return 2

@@ -43,6 +43,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from machine import cpu_description
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "corpora"
@@ -52,23 +54,6 @@ TRAIN_FLAGS = ["--rnn-size", "64", "--num-layers", "1", "--embedding-size", "16"
                "--stats-every", "20steps", "--snapshot-every", f"{SNAPSHOT_STEPS}steps", "--sample-every", "off",
                "--no-tensorboard", "--device", "cpu"]
 BOOKS = [84, 1342, 800, 1013, 2701, 5]  # the fake mirror's books, one per layout
-
-
-def cpu_description() -> str:
-    """CPU model, core count and whether it has native bf16 (avx512_bf16 or amx_bf16)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    bf16 = sorted(flags & {"avx512_bf16", "amx_bf16"})
-    native = f"yes ({', '.join(bf16)})" if bf16 else "no (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo)"
-    return f"CPU: {model}, {os.cpu_count()} cores; native bf16: {native}"
 
 
 def _env(home: Path) -> dict[str, str]:

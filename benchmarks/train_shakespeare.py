@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from machine import cpu_description
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_TEXT = HERE.parent.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 SEEDS_SPEC = ["--rnn-size", "128", "--num-layers", "2", "--embedding-size", "32", "--batch-size", "64", "--seq-len", "64"]
@@ -97,6 +99,7 @@ def main() -> None:
     p.add_argument("--with-plain", action="store_true", help="quality: also run the plain loop")
     p.add_argument("flags", nargs="*", help="quality: extra charpoet train flags (after --)")
     args = p.parse_args()
+    print(cpu_description(), flush=True)
     if not args.text.is_file():
         sys.exit(f"error: {args.text} not found; pass --text")
     if not math.isfinite(args.seconds) or args.seconds <= 0:
