@@ -339,3 +339,45 @@ def test_python_api_raises_charpoet_error(world: World, case: tuple[str, Callabl
     assert "\n" not in str(info.value).strip()
     assert {run: _digest(run) for run in world.all_runs()} == before
     assert not (world.root / "new").exists()
+
+
+# --- a full disk: every write under the test's directory fails with ENOSPC -------------------
+
+FULL_DISK_CASES: list[tuple[str, Callable[[World], list[object]]]] = [
+    ("train-new-run", lambda w: ["train", "--text-path", w.files["good"], "--checkpoint-path", w.root / "new",
+                                 "--rnn-size", "8", "--embedding-size", "4", "--batch-size", "2", "--seq-len", "8"]),
+    ("train-continue-run", lambda w: ["train", "--checkpoint-path", w.run, "--num-epochs", "50"]),
+    ("generate-html", lambda w: ["generate", "--checkpoint-path", w.run, "--length", "20", "--no-highlight",
+                                 "--html", w.root / "page.html"]),
+    ("attribute-html", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.run, "--html",
+                                  w.root / "page.html"]),
+    ("corpus-clean-output", lambda w: ["corpus", "clean", w.files["good"], "-o", w.root / "clean.txt"]),
+    ("corpus-split", lambda w: ["corpus", "split", "--text-path", w.files["good"], "--by", "text", "-o",
+                                w.root / "split"]),
+]
+
+
+@pytest.mark.parametrize("args", [pytest.param(a, id=i) for i, a in FULL_DISK_CASES])
+def test_a_full_disk_is_one_line_and_exit_2(world: World, args: Callable[[World], list[object]],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_disk_faults import FullDisk
+
+    (world.run / "attribution.index.safetensors").unlink(missing_ok=True)  # built and cached on use
+    before = {run: _digest(run) for run in world.all_runs()}
+    disk = FullDisk(monkeypatch, world.root)
+    disk.full = True
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args(world)])
+    finally:
+        disk.free()
+        monkeypatch.undo()
+    left = [p for p in (world.root / "new", world.root / "page.html", world.root / "clean.txt") if p.exists()]
+    temps = [p for p in world.root.rglob("*.tmp")]
+    for p in (world.root / "new", world.root / "split"):
+        shutil.rmtree(p, ignore_errors=True)
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "no space left on device" in lines[-1].lower(), result.stderr
+    assert "Traceback" not in result.output
+    assert not left and not temps  # no half-written output, no temporary file
+    assert {run: _digest(run) for run in world.all_runs()} == before

@@ -214,3 +214,14 @@ def test_stale_index_cache_is_rebuilt(run, tmp_path):
     assert [s.name for s in index.sources] == ["new"]
     (copy / INDEX_FILE).write_bytes(b"junk")
     assert [s.name for s in index_for_run(copy).sources] == ["new"]
+
+
+def test_tiny_and_huge_temperatures_generate_text(run):
+    """--temperature 1e-40 is the greedy limit (it once ended in a traceback); 1e30 is nearly uniform."""
+    greedy = cli("generate", "--checkpoint-path", run, "--prime", "ROMEO:", "--length", "40", "--temperature", "0")
+    for t in ("1e-40", "1e-300"):
+        tiny = cli("generate", "--checkpoint-path", run, "--prime", "ROMEO:", "--length", "40", "--temperature", t)
+        assert tiny.exit_code == 0, tiny.output
+        assert tiny.stdout == greedy.stdout
+    wild = cli("generate", "--checkpoint-path", run, "--length", "40", "--temperature", "1e30", "--seed", "3")
+    assert wild.exit_code == 0, wild.output

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from charpoet.cli import app, check_output_file
+from charpoet.corpus.cache import atomic_write_bytes
 from charpoet.errors import ConfigError
 
 
@@ -46,7 +47,7 @@ def attribute(
     if html is not None:
         from charpoet.render import to_html
 
-        html.write_text(to_html(result), encoding="utf-8")
+        atomic_write_bytes(html, to_html(result).encode("utf-8"))
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
         return

@@ -21,6 +21,7 @@ import typer
 
 from charpoet.cli import app
 from charpoet.config import DEVICES
+from charpoet.corpus.cache import atomic_write_bytes
 from charpoet.errors import CharpoetError, ConfigError
 
 HELP = """\
@@ -241,8 +242,8 @@ class _Session:
             else:  # notes.txt -> notes.html, notes -> notes.html
                 text_path, html_path = path, path.with_suffix(".html")
             page = _page(self.conv.turns, self.index(), self.min_quote, f"charpoet chat with {self.label}")
-            text_path.write_text(self.conv.transcript, encoding="utf-8")
-            html_path.write_text(page, encoding="utf-8")
+            atomic_write_bytes(text_path, self.conv.transcript.encode("utf-8"))
+            atomic_write_bytes(html_path, page.encode("utf-8"))
         except OSError as exc:
             say(f"cannot save: {exc.strerror or exc}: {exc.filename or name}")
             return

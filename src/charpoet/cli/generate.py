@@ -10,6 +10,7 @@ import typer
 
 from charpoet.cli import app, check_output_file
 from charpoet.config import DEVICES
+from charpoet.corpus.cache import atomic_write_bytes
 from charpoet.errors import ConfigError, CorpusError
 
 
@@ -80,8 +81,8 @@ def generate(
     if html is not None:
         from charpoet.render import to_html
 
-        html.write_text(to_html(attributions, title=f"charpoet samples from {checkpoint_path}", prefix=prime),
-                        encoding="utf-8")
+        page = to_html(attributions, title=f"charpoet samples from {checkpoint_path}", prefix=prime)
+        atomic_write_bytes(html, page.encode("utf-8"))
 
 
 def _plain(stream: Any, prime: str, num_samples: int) -> list[str]:
