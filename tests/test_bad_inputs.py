@@ -71,6 +71,7 @@ def _damage(run: Path, root: Path) -> dict[str, Path]:
     copy("library-truncated", lambda p: (p / "library.json.gz").write_bytes((p / "library.json.gz").read_bytes()[:60]))
     copy("library-not-json", lambda p: (p / "library.json.gz").write_bytes(gzip.compress(b"{oops")))
     copy("metrics-garbage", lambda p: (p / "metrics.json").write_text("{{{"))
+    copy("metrics-not-evaluations", lambda p: (p / "metrics.json").write_text("[1, 2]"))
     copy("weights-truncated", lambda p: [(p / f).write_bytes((p / f).read_bytes()[:100])
                                          for f in ("best.safetensors", "last.safetensors")])
     copy("weights-garbage", lambda p: [(p / f).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
@@ -134,6 +135,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     # --- train: sizes and numbers
     ("train-zero-rnn-size", lambda w: ["train", "--text-path", w.files["good"], "--rnn-size", "0", "--checkpoint-path", w.root / "new"], "--rnn-size"),
     ("train-impossible-rnn-size", lambda w: ["train", "--text-path", w.files["good"], "--rnn-size", "10000000", "--checkpoint-path", w.root / "new"], "memory"),
+    ("train-absurd-depth", lambda w: ["train", "--text-path", w.files["good"], "--num-layers", "100000", "--checkpoint-path", w.root / "new"], "--num-layers"),
     ("train-impossible-embedding", lambda w: ["train", "--text-path", w.files["good"], "--embedding-size", "4000000000", "--checkpoint-path", w.root / "new"], "memory"),
     ("train-not-a-number", lambda w: ["train", "--text-path", w.files["good"], "--rnn-size", "many", "--checkpoint-path", w.root / "new"], "--rnn-size"),
     ("train-seq-len-beyond-text", lambda w: ["train", "--text-path", w.files["good"], "--seq-len", "100000", "--checkpoint-path", w.root / "new"], "--seq-len"),
@@ -182,6 +184,8 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("train-restore-library-truncated", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-truncated"]], "library.json.gz"),
     ("train-restore-library-not-json", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-not-json"]], "library.json.gz"),
     ("train-restore-metrics-garbage", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["metrics-garbage"]], "metrics.json"),
+    ("train-restore-metrics-not-evaluations", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["metrics-not-evaluations"]], "metrics.json"),
+    ("train-seed-too-large", lambda w: ["train", "--text-path", w.files["good"], "--seed", str(10**23), "--checkpoint-path", w.root / "new"], "--seed"),
     ("train-restore-weights-truncated", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["weights-truncated"]], "last.safetensors"),
     ("train-restore-weights-garbage", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["weights-garbage"]], "last.safetensors"),
     # --- generate
@@ -205,7 +209,10 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("generate-prime-file-utf16", lambda w: ["generate", "--checkpoint-path", w.run, "--prime-file", w.files["utf16"]], "UTF-16"),
     ("generate-prime-file-huge", lambda w: ["generate", "--checkpoint-path", w.run, "--prime-file", w.files["huge"]], "200.0 GB"),
     ("generate-html-in-missing-directory", lambda w: ["generate", "--checkpoint-path", w.run, "--length", "5", "--html", w.root / "no" / "such" / "dir" / "page.html"], "does not exist"),
+    ("generate-seed-too-large", lambda w: ["generate", "--checkpoint-path", w.run, "--seed", str(10**23)], "--seed"),
+    ("generate-html-over-the-run-config", lambda w: ["generate", "--checkpoint-path", w.run, "--length", "5", "--html", w.run / "config.json"], "file of the run"),
     ("generate-html-is-a-directory", lambda w: ["generate", "--checkpoint-path", w.run, "--length", "5", "--html", w.files["emptydir"]], "is a directory"),
+    ("attribute-html-over-the-run-weights", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.run, "--html", w.run / "best.safetensors"], "file of the run"),
     ("attribute-html-under-a-file", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.run, "--html", w.files["plainfile"] / "a.html"], "not a directory"),
     ("generate-run-missing", lambda w: ["generate", "--checkpoint-path", w.root / "nowhere"], "does not exist"),
     ("generate-run-is-a-file", lambda w: ["generate", "--checkpoint-path", w.files["good"]], "good.txt"),
@@ -225,6 +232,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("chat-nan-temperature", lambda w: ["chat", "--checkpoint-path", w.run, "--temperature", "nan"], "--temperature"),
     ("chat-zero-max-length", lambda w: ["chat", "--checkpoint-path", w.run, "--max-length", "0"], "--max-length"),
     ("chat-min-above-max", lambda w: ["chat", "--checkpoint-path", w.run, "--min-length", "9", "--max-length", "3"], "--min-length"),
+    ("chat-seed-too-large", lambda w: ["chat", "--checkpoint-path", w.run, "--seed", str(-10**23)], "--seed"),
     ("chat-empty-stop", lambda w: ["chat", "--checkpoint-path", w.run, "--stop", ""], "--stop"),
     ("chat-config-truncated", lambda w: ["chat", "--checkpoint-path", w.broken["config-truncated"]], "config.json"),
     ("chat-weights-garbage", lambda w: ["chat", "--checkpoint-path", w.broken["weights-garbage"]], "best.safetensors"),
@@ -254,6 +262,8 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("corpus-add-damaged-library", lambda w: ["corpus", "add", "84", "--library", w.library, "--mirror", DEAD, *NO_NET], "library.json"),
     ("corpus-search-unknown-language", lambda w: ["corpus", "search", "--language", "Klingon", "--mirror", DEAD], "unknown language"),
     ("corpus-search-missing-local-mirror", lambda w: ["corpus", "search", "--author", "austen", "--mirror", w.root / "no-mirror", "--refresh"], "no-mirror"),
+    ("corpus-show-superscript-number", lambda w: ["corpus", "show", "\u00b2"], "neither a book number nor a library"),
+    ("corpus-add-superscript-number", lambda w: ["corpus", "add", "\u00b2", "--mirror", DEAD], "not a book number"),
     ("corpus-show-unknown-name", lambda w: ["corpus", "show", "tinny"], "neither a book number nor a library"),
     ("corpus-list-unknown-library", lambda w: ["corpus", "list", "--library", "no-such-library"], "no-such-library"),
     ("corpus-remove-unknown-library", lambda w: ["corpus", "remove", "84", "--library", "no-such-library"], "no-such-library"),
@@ -264,6 +274,8 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("corpus-clean-missing-file", lambda w: ["corpus", "clean", w.root / "nope.txt"], "nope.txt"),
     ("corpus-clean-binary-file", lambda w: ["corpus", "clean", w.files["binary"]], "binary"),
     ("corpus-clean-huge-file", lambda w: ["corpus", "clean", w.files["huge"]], "200.0 GB"),
+    ("corpus-clean-output-over-a-run-file", lambda w: ["corpus", "clean", w.files["good"], "-o", w.run / "vocab.json"], "file of the run"),
+    ("corpus-clean-output-is-a-directory", lambda w: ["corpus", "clean", w.files["good"], "-o", w.files["emptydir"]], "is a directory"),
     ("corpus-clean-output-under-a-file", lambda w: ["corpus", "clean", w.files["good"], "-o", w.files["plainfile"] / "out.txt"], "plain-file"),
 ]
 
@@ -381,3 +393,19 @@ def test_a_full_disk_is_one_line_and_exit_2(world: World, args: Callable[[World]
     assert "Traceback" not in result.output
     assert not left and not temps  # no half-written output, no temporary file
     assert {run: _digest(run) for run in world.all_runs()} == before
+
+
+def test_a_failed_first_add_never_deletes_what_was_in_the_directory(world: World) -> None:
+    """`corpus add --library DIR` into a folder of the user's that got no book leaves it as it was."""
+    folder = world.root / "my-folder"
+    (folder / ".git").mkdir(parents=True)
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (folder / ".notes.tmp").write_text("mine")
+    empty_mirror = world.root / "empty-mirror"
+    empty_mirror.mkdir(exist_ok=True)
+    result = CliRunner().invoke(app, ["corpus", "add", "84", "--library", str(folder), "--mirror", str(empty_mirror),
+                                      "--retries", "0", "--min-interval", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 book could not be added: book 84")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [".git", ".git/HEAD", ".notes.tmp"]
+    shutil.rmtree(folder)

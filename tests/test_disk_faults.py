@@ -346,7 +346,7 @@ needs_unshare = pytest.mark.skipif(not _unshare_works(),
 # Runs inside `unshare -rm`: a tmpfs for the run; train; once the snapshot of step 5 is on disk, fill
 # the disk; copy what the failed process left; free the space; run the same command again; copy again.
 FILL_THE_DISK = r"""
-import os, shutil, subprocess, sys, time
+import os, shutil, signal, subprocess, sys, time
 from charpoet.checkpoint import RunDir
 disk, out, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", disk], check=True)
@@ -354,6 +354,7 @@ run = os.path.join(disk, "run")
 first = subprocess.Popen(cmd + ["--checkpoint-path", run], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 while (RunDir(run).snapshot_step() or 0) < 5 and first.poll() is None:
     time.sleep(0.02)
+os.kill(first.pid, signal.SIGSTOP)  # however fast the CPU, the run waits while the disk fills
 fd = os.open(os.path.join(disk, "filler"), os.O_WRONLY | os.O_CREAT)
 try:
     while True:
@@ -361,6 +362,7 @@ try:
 except OSError:
     pass
 os.close(fd)
+os.kill(first.pid, signal.SIGCONT)
 err = first.communicate(timeout=600)[1]
 shutil.copytree(run, os.path.join(out, "after-full"))
 os.unlink(os.path.join(disk, "filler"))
@@ -382,7 +384,7 @@ def test_a_disk_that_really_fills_up(tmp_path, tiny_corpus):
     disk.mkdir(), out.mkdir()
     cmd = [sys.executable, "-m", "charpoet", "train", "--text-path", str(tiny_corpus), *SMALL]
     done = subprocess.run(["unshare", "-rm", sys.executable, "-c", FILL_THE_DISK, str(disk), str(out), *cmd],
-                          capture_output=True, text=True, timeout=1200, env=_env())
+                          capture_output=True, text=True, timeout=900, env=_env())
     assert done.stdout.split() == ["2", "0"], done.stdout + done.stderr[-3000:]
     first_err, rerun_err = done.stderr.split("=== rerun ===")
     assert "Traceback" not in done.stderr

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from charpoet.config import check_seed
 from charpoet.errors import ConfigError, TokenizerError
 from charpoet.sample import LanguageModel
 
@@ -92,6 +93,7 @@ class ChatOptions:
             raise ConfigError(f"{name('sentences')} must be >= 1, got {self.sentences}")
         if any(not s for s in self.stop):
             raise ConfigError(f"{name('stop')} must not be empty")
+        check_seed(self.seed, name("seed"))
         return self
 
 

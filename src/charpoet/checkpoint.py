@@ -50,6 +50,9 @@ from charpoet.tokenizer import Tokenizer, tokenizer_from_dict
 CONFIG, VOCAB, LIBRARY, METRICS = "config.json", "vocab.json", "library.json.gz", "metrics.json"
 METRICS_LOG = "metrics.jsonl"
 BEST, LAST = "best.safetensors", "last.safetensors"
+# what a run directory holds that an output option must never overwrite
+RUN_FILES = frozenset({CONFIG, VOCAB, LIBRARY, METRICS, METRICS_LOG, BEST, LAST, "train.log",
+                       "samples.jsonl", "attribution.index.safetensors"})
 
 
 class RunWriteError(CheckpointError):
@@ -186,8 +189,8 @@ class RunDir:
         if not (self.path / METRICS).exists():
             return []
         history = read_json(self.path / METRICS)
-        if not isinstance(history, list):
-            raise CheckpointError(f"{self.path / METRICS} is corrupt: not a list")
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise CheckpointError(f"{self.path / METRICS} is corrupt: not a list of evaluations")
         return history
 
     def append_metrics_log(self, record: dict[str, Any], sync: bool = False) -> None:

@@ -26,6 +26,7 @@ TOKENIZERS = ("char", "word")
 SCHEDULES = ("cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+MAX_LAYERS = 64  # far deeper than recurrent language models train well
 
 
 @dataclass
@@ -43,6 +44,8 @@ class ModelConfig:
     def validate(self) -> None:
         _choice("cell", self.cell, CELLS)
         _at_least("num-layers", self.num_layers, 1)
+        if self.num_layers > MAX_LAYERS:  # each layer is a module: 100,000 of them fill memory with objects
+            raise ConfigError(f"--num-layers must be at most {MAX_LAYERS}, got {self.num_layers}")
         _at_least("rnn-size", self.rnn_size, 1)
         _at_least("embedding-size", self.embedding_size, 1)
         if not 0.0 <= self.drop_rate < 1.0:
@@ -131,6 +134,7 @@ class TrainConfig:
         if not 0.0 < self.nan_lr_factor < 1.0:
             raise ConfigError(f"--nan-lr-factor must be in (0, 1), got {self.nan_lr_factor}")
         _at_least("max-rollbacks", self.max_rollbacks, 0)
+        check_seed(self.seed)
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
 
@@ -208,6 +212,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return tp(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"config key {where} must be {tp.__name__}, got {value!r}") from None
+
+
+def check_seed(seed: int | None, flag: str = "--seed") -> None:
+    """A random seed torch accepts: an integer in [-2**63, 2**64)."""
+    if seed is not None and not -(1 << 63) <= seed < (1 << 64):
+        raise ConfigError(f"{flag} must be an integer from -2**63 to 2**64 - 1, got {seed}")
 
 
 def _finite(name: str, value: float) -> None:

@@ -26,6 +26,9 @@ def crc32(data: bytes | memoryview) -> str:
 
 
 def _canonical(obj: Any) -> bytes:
+    """Sorted, compact JSON of ``obj`` as a reader sees it (a round trip first: tuples become lists,
+    integer keys strings), so writer and reader hash the same bytes."""
+    obj = json.loads(json.dumps(obj))
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from charpoet.checkpoint import RunDir
-from charpoet.config import RunConfig
+from charpoet.config import RunConfig, check_seed
 from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError
 from charpoet.model import RNNLM
 from charpoet.resources import require_memory
@@ -52,6 +52,7 @@ class SampleOptions:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
         if self.num_samples < 1:
             raise ConfigError(f"--num-samples must be >= 1, got {self.num_samples}")
+        check_seed(self.seed)
         return self
 
 

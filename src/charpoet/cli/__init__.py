@@ -64,6 +64,12 @@ def check_output_file(path: Any, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: the directory {parent} {what}")
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"{flag} {path}: the directory {parent} is not writable")
+    from charpoet.checkpoint import CONFIG, RUN_FILES
+
+    if path.name in RUN_FILES and (parent / CONFIG).is_file():
+        raise ConfigError(f"{flag} {path}: that is a file of the run in {parent}; choose another name")
+    if path.name == "library.json":
+        raise ConfigError(f"{flag} {path}: that name is a book library's manifest; choose another name")
 
 
 def _fail(message: str, code: int) -> None:

@@ -10,6 +10,7 @@ line, and everything else (command replies, copy summaries) to stderr, one line 
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 from collections.abc import Callable
@@ -241,6 +242,8 @@ class _Session:
                 text_path, html_path = path.with_suffix(".txt"), path
             else:  # notes.txt -> notes.html, notes -> notes.html
                 text_path, html_path = path, path.with_suffix(".html")
+            if not path.parent.is_dir():  # a typo in the folder is an error, not a new folder
+                raise FileNotFoundError(errno.ENOENT, "No such directory", str(path.parent))
             page = _page(self.conv.turns, self.index(), self.min_quote, f"charpoet chat with {self.label}")
             atomic_write_bytes(text_path, self.conv.transcript.encode("utf-8"))
             atomic_write_bytes(html_path, page.encode("utf-8"))

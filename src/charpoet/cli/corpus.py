@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from charpoet.cli import app
+from charpoet.cli import app, check_output_file
 from charpoet.errors import ConfigError, CorpusError
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ def _search(catalog: Catalog, text: str | None, **fields: str | None) -> list[Bo
 
         found = _Catalog(books)
         anywhere = {b.id for b in found.search(title=text)} | {b.id for b in found.search(author=text)}
-        if text.strip().isdigit():
+        if text.strip().isascii() and text.strip().isdigit():
             anywhere.add(int(text))
         books = [b for b in books if b.id in anywhere]
     return books
@@ -175,7 +174,7 @@ def add(
     from rich.text import Text
 
     out, err = _console(), _console(stderr=True)
-    added, failures, existed = 0, [], shelf.exists()
+    added, failures, existed = 0, [], shelf.path.exists()
     with err.status("") as status:
         outcomes = add_books(shelf, client, ids, language=language, clean=clean,
                              replace_existing=replace, catalog=catalog)
@@ -190,9 +189,7 @@ def add(
                 failures.append(outcome)
             if limit and added >= limit:
                 break
-    if not existed and not shelf.books():  # nothing came of it: leave no empty library behind
-        shutil.rmtree(shelf.path, ignore_errors=True)
-    else:
+    if existed or not shelf.discard_if_empty():  # a new library that got no book leaves nothing behind
         books = shelf.books()
         chars = sum(b.num_chars for b in books)
         err.print(f"library {shelf.name}: {len(books)} book{'s' * (len(books) != 1)}, {chars:,} characters "
@@ -207,7 +204,7 @@ def add(
 def _book_number(text: str) -> int:
     """A Project Gutenberg book number given on the command line (``84``, ``#84``, ``pg84``)."""
     digits = text.strip().lower().removeprefix("#").removeprefix("pg")
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise ConfigError(f"{text!r} is not a book number (e.g. 84 for Frankenstein); to find books by "
                           "title or author, use --title or --author")
     return int(digits)
@@ -273,7 +270,7 @@ def show(
     """Show a book's catalog entry and where it is in your libraries, or the books of a library."""
     from charpoet.corpus.gutenberg import list_libraries, open_library
 
-    if not book.strip().isdigit():  # a library: its books, as `corpus list --library`
+    if not (book.strip().isascii() and book.strip().isdigit()):  # a library: its books, as `corpus list --library`
         if library is not None:
             raise CorpusError(f"{book!r} is not a book number; give a book number with --library")
         try:
@@ -350,6 +347,8 @@ def clean(
     from charpoet.corpus.files import decode_file_bytes, read_file_bytes
     from charpoet.corpus.gutenberg_clean import CleanOptions, clean_gutenberg
 
+    if output is not None:
+        check_output_file(output, "-o")
     if file == "-":
         data, origin = sys.stdin.buffer.read(), "standard input"
     else:

@@ -42,6 +42,7 @@ def runs(
     if console.is_terminal:
         console.print(_table(header, rows, [bool(run.error) for run in found]))
     else:  # a pipe or a file: whole values in aligned columns, one run per line, never wrapped
+        rows = [tuple(_printable(c) for c in row) for row in rows]
         widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
         for row in (header, *rows):
             cells = [c.rjust(w) if 3 <= i <= 5 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
@@ -84,6 +85,11 @@ def format_age(seconds: float) -> str:
             count = int(seconds // size)
             return f"{count} {'day' if unit == 'days' and count == 1 else unit} ago"
     return "just now"
+
+
+def _printable(text: str) -> str:
+    """Control characters (a newline in a directory name) as escapes, so a run stays on one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _escape(text: str) -> str:

@@ -216,6 +216,11 @@ def library_from_paths(
     if not kept:
         raise CorpusError(f"no readable text files in {', '.join(map(os.fspath, patterns))}")
     paths = [p for p, _ in kept]
+    for p in paths:
+        try:
+            os.fspath(p).encode("utf-8")
+        except UnicodeEncodeError:
+            raise CorpusError(f"{os.fsencode(p)!r}: the file name is not valid UTF-8; rename the file") from None
     sources = tuple(
         Source(name=n, title=p.stem, text=t, path=os.path.abspath(p))
         for n, (p, t) in zip(_unique_names(paths), kept, strict=True)

@@ -223,11 +223,29 @@ class BookLibrary:
                 yield
                 return
             fcntl.flock(handle, fcntl.LOCK_EX)
-            self._remove_stale_temp_files()  # every write holds the lock: these are from killed processes
+            if self.exists():  # every write holds the lock: temp files now are from killed processes
+                self._remove_stale_temp_files()
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def discard_if_empty(self) -> bool:
+        """Remove what a first ``add`` that added nothing made (manifest, lock, empty folders) and
+        the directory if that leaves it empty; never anything else. True if no book is there."""
+        with self._locked():
+            if self.books():
+                return False
+            for folder in (self.path / "texts", self.path / "reports"):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            self.manifest_path.unlink(missing_ok=True)
+        (self.path / ".lock").unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # something of the user's is there: keep it
+        return True
 
     def _remove_stale_temp_files(self) -> None:
         for folder in (self.path, self.path / "texts", self.path / "reports"):
