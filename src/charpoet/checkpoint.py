@@ -42,7 +42,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig
 from charpoet.corpus import Library, load_library_file, save_library
-from charpoet.corpus.cache import append_bytes, atomic_write_bytes
+from charpoet.corpus.cache import append_bytes, atomic_write_bytes, remove_temp_files
 from charpoet.errors import CharpoetError, CheckpointError, ConfigError
 from charpoet.integrity import CRC_KEY, PLACEHOLDER, seal_json, seal_safetensors, unseal_json, verify_safetensors
 from charpoet.tokenizer import Tokenizer, tokenizer_from_dict
@@ -230,10 +230,7 @@ class RunDir:
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete temporary files a killed process left behind (``.NAME.*.tmp``)."""
-        stale = [p for p in self.path.glob(".*.tmp") if p.is_file()]
-        for p in stale:
-            p.unlink(missing_ok=True)
-        return stale
+        return remove_temp_files(self.path)
 
     # --- tensors ----------------------------------------------------------------------
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

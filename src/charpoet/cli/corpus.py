@@ -69,7 +69,7 @@ def _search(catalog: Catalog, text: str | None, **fields: str | None) -> list[Bo
 
         found = _Catalog(books)
         anywhere = {b.id for b in found.search(title=text)} | {b.id for b in found.search(author=text)}
-        if text.strip().isascii() and text.strip().isdigit():
+        if _is_number(text):
             anywhere.add(int(text))
         books = [b for b in books if b.id in anywhere]
     return books
@@ -201,10 +201,16 @@ def add(
                           f"{first.detail}{others}")
 
 
+def _is_number(text: str) -> bool:
+    """Plain ASCII digits (``str.isdigit`` alone accepts ``²``, which ``int`` refuses)."""
+    text = text.strip()
+    return text.isascii() and text.isdigit()
+
+
 def _book_number(text: str) -> int:
     """A Project Gutenberg book number given on the command line (``84``, ``#84``, ``pg84``)."""
     digits = text.strip().lower().removeprefix("#").removeprefix("pg")
-    if not (digits.isascii() and digits.isdigit()):
+    if not _is_number(digits):
         raise ConfigError(f"{text!r} is not a book number (e.g. 84 for Frankenstein); to find books by "
                           "title or author, use --title or --author")
     return int(digits)
@@ -270,7 +276,7 @@ def show(
     """Show a book's catalog entry and where it is in your libraries, or the books of a library."""
     from charpoet.corpus.gutenberg import list_libraries, open_library
 
-    if not (book.strip().isascii() and book.strip().isdigit()):  # a library: its books, as `corpus list --library`
+    if not _is_number(book):  # a library: its books, as `corpus list --library`
         if library is not None:
             raise CorpusError(f"{book!r} is not a book number; give a book number with --library")
         try:

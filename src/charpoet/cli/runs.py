@@ -13,6 +13,10 @@ import typer
 from charpoet.cli import app
 
 
+HEADER = ("run", "corpus", "architecture", "steps", "val loss", "bpc", "updated")
+NUMBERS = {"steps", "val loss", "bpc"}  # right-aligned, never wrapped
+
+
 @app.command()
 def runs(
     directory: Annotated[Path, typer.Argument(help="Directory to search for runs (3 levels deep).")] = Path("runs"),
@@ -32,7 +36,7 @@ def runs(
     from rich.console import Console
 
     now = time.time()
-    header = ("run", "corpus", "architecture", "steps", "val loss", "bpc", "updated")
+    header = HEADER
     rows = [(run.name, run.corpus or "?", run.architecture or "?",
              "?" if run.steps is None else f"{run.steps:,}",
              "-" if run.best_val_loss is None else f"{run.best_val_loss:.4f}",
@@ -45,7 +49,7 @@ def runs(
         rows = [tuple(_printable(c) for c in row) for row in rows]
         widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
         for row in (header, *rows):
-            cells = [c.rjust(w) if 3 <= i <= 5 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+            cells = [c.rjust(w) if name in NUMBERS else c.ljust(w) for name, c, w in zip(header, row, widths)]
             print("  ".join(cells).rstrip())
     for run in found:
         if run.error:
@@ -57,8 +61,8 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], failed: list[bo
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for i, name in enumerate(header):
-        if 3 <= i <= 5:
+    for name in header:
+        if name in NUMBERS:
             table.add_column(name, justify="right", no_wrap=True)
         else:
             table.add_column(name, overflow="fold")  # "updated" wraps before the age on narrow terminals

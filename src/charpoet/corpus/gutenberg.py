@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from charpoet.corpus.cache import atomic_write_bytes, charpoet_home
+from charpoet.corpus.cache import atomic_write_bytes, charpoet_home, remove_temp_files
 from charpoet.corpus.files import decode_file_bytes
 from charpoet.corpus.gutenberg_catalog import LANGUAGE_NAMES, BookInfo, Catalog
 from charpoet.corpus.gutenberg_clean import CleanedText, CleanOptions, clean_gutenberg
@@ -224,7 +224,8 @@ class BookLibrary:
                 return
             fcntl.flock(handle, fcntl.LOCK_EX)
             if self.exists():  # every write holds the lock: temp files now are from killed processes
-                self._remove_stale_temp_files()
+                for folder in (self.path, self.path / "texts", self.path / "reports"):
+                    remove_temp_files(folder)
             try:
                 yield
             finally:
@@ -246,11 +247,6 @@ class BookLibrary:
         except OSError:
             pass  # something of the user's is there: keep it
         return True
-
-    def _remove_stale_temp_files(self) -> None:
-        for folder in (self.path, self.path / "texts", self.path / "reports"):
-            for tmp in folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
 
     def _write_manifest(self, books: list[LibraryBook]) -> None:
         d = {"format": _FORMAT, "version": _VERSION, "name": self.name,
