@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def cpu_description() -> str:
-    """CPU model, core count and whether it has native bf16 (avx512_bf16 or amx_bf16)."""
+    """CPU model, core count, its vector flags and whether it has native bf16 (avx512_bf16 or amx_bf16)."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -20,8 +20,10 @@ def cpu_description() -> str:
                 flags = set(value.split())
     except OSError:
         pass
+    simd = " ".join(f for f in ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_bf16")
+                    if f in flags) or "unknown"
     bf16 = sorted(flags & {"avx512_bf16", "amx_bf16"})
     native = f"yes ({', '.join(bf16)})" if bf16 else "no (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo)"
     import torch
 
-    return f"CPU: {model}, {os.cpu_count()} cores; native bf16: {native}; torch {torch.__version__}"
+    return f"CPU: {model}, {os.cpu_count()} cores; flags: {simd}; native bf16: {native}; torch {torch.__version__}"

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from charpoet.chat import ChatOptions, Conversation, _shown, stop_reason
 from charpoet.cli import app
 from charpoet.errors import CharpoetWarning, ConfigError, TokenizerError
-from charpoet.sample import LanguageModel, load
+from charpoet.sample import load
 from charpoet.train import train
 
 
@@ -35,7 +35,7 @@ def converse(lm, turns, options=SAMPLING):
 @torch.no_grad()
 def reread(lm, turns, options):
     """Slow, obviously correct: the whole transcript is read from scratch for every token (char runs)."""
-    generator = torch.Generator().manual_seed(options.seed)
+    sampler = lm.sampler(options)  # one uniform number per token, as in the conversation
     transcript, answers = "", []
     for user in turns:
         transcript += ("\n" if transcript and not transcript.endswith("\n") else "")
@@ -43,7 +43,7 @@ def reread(lm, turns, options):
         raw = ""
         while (found := stop_reason(raw, len(raw), options)) is None:
             logits, _ = lm.model(torch.as_tensor(lm.tokenizer.encode(transcript + raw))[None])  # (1, T, V)
-            raw += lm.tokenizer.token_text(int(LanguageModel._pick(logits[:, -1], options, generator, None)))
+            raw += lm.tokenizer.token_text(int(sampler.pick(logits[:, -1].numpy())[0]))
         reason, end = found
         answers.append(raw[:end].strip())
         transcript += raw[:end] if reason == "stop" else raw
@@ -108,7 +108,7 @@ def test_undo_restores_the_state_before_the_last_exchange(lm):
     assert conv.undo() is True
     fresh, _ = converse(lm, TURNS[:2])
     assert conv.turns == fresh.turns and conv.transcript == fresh.transcript
-    assert torch.equal(conv._generator.get_state(), fresh._generator.get_state())
+    assert conv._sampler.get_state() == fresh._sampler.get_state()
     assert conv.say(TURNS[3]) == fresh.say(TURNS[3])
     assert conv.undo() and conv.undo() and conv.undo()
     assert conv.undo() is False and conv.turns == [] and conv.transcript == ""
@@ -378,10 +378,12 @@ def test_a_single_stop_string():
     assert ChatOptions(stop=["a", "b"]).stop == ("a", "b")
 
 
-def test_a_long_turn_is_fed_in_pieces_with_the_same_result(lm, monkeypatch):
-    import charpoet.chat as chat_module
+def test_a_long_turn_is_fed_in_pieces_with_the_same_result(lm, run, monkeypatch):
+    import charpoet.stepper as stepper_module
 
     text = "The cat sat on the mat. " * 20
     whole = Conversation(lm, SAMPLING).say(text)
-    monkeypatch.setattr(chat_module, "_FEED_CHUNK", 7)
-    assert Conversation(lm, SAMPLING).say(text) == whole
+    monkeypatch.setattr(stepper_module, "FEED_CHUNK", 7)  # the torch path feeds 7 tokens per pass
+    chunked = load(run)
+    chunked.__dict__["stepper"] = stepper_module.Stepper(chunked.model, "torch")
+    assert Conversation(chunked, SAMPLING).say(text) == whole

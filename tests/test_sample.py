@@ -1,10 +1,14 @@
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_LINES
+
 from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError, TokenizerError
-from charpoet.sample import SampleOptions, filter_logits, load
+from charpoet.sample import SampleOptions, load
+from charpoet.sampling import filtered_probabilities
 from charpoet.train import train
 
 
@@ -38,7 +42,7 @@ def test_greedy_batch_rows_are_identical(trained_run):
 def test_trained_model_writes_its_corpus_lines(trained_run):
     lm = load(trained_run)
     text = lm.generate("\n", length=200, temperature=0.3, seed=1)[0]
-    assert any(line in text for line in ("The cat sat on the mat.", "A dog ran in the fog."))
+    assert sum(line in text for line in TINY_LINES) >= 2  # whole lines of the corpus, written back
 
 
 def test_stream_yields_one_piece_per_token(trained_run):
@@ -48,32 +52,33 @@ def test_stream_yields_one_piece_per_token(trained_run):
     assert "".join(s[0] for s in steps) == lm.generate("The", length=12, seed=3, num_samples=2)[0]
 
 
-def test_filter_logits_against_a_naive_version():
-    torch.manual_seed(0)
-    logits = torch.randn(4, 50)
+def test_filtered_probabilities_against_a_naive_version():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((4, 50)).astype(np.float32)
     k, p, t = 7, 0.6, 0.7
-    out = filter_logits(logits, t, k, p)
-    for row, got in zip(logits / t, out):
+    out = filtered_probabilities(logits, t, k, p)
+    for row, got in zip(logits.astype(np.float64) / t, out):
         # top-k first, then the smallest most-likely prefix of the renormalised top-k whose mass reaches p
         top = sorted(range(50), key=lambda i: -row[i])[:k]
-        probs = torch.softmax(row[top], -1).tolist()
-        allowed, total = set(), 0.0
+        probs = np.exp(row[top] - row[top].max())
+        probs /= probs.sum()
+        allowed, total = [], 0.0
         for i, prob in zip(top, probs):
-            allowed.add(i)
+            allowed.append(i)
             total += prob
             if total >= p:
                 break
-        keep = {i for i in range(50) if torch.isfinite(got[i])}
-        assert keep == allowed
-        # the same distribution: logits up to one shift per row (the row maximum is subtracted)
-        torch.testing.assert_close(got[sorted(keep)], row[sorted(keep)] - row.max())
+        assert {i for i in range(50) if got[i] > 0} == set(allowed)
+        # the same distribution, renormalised over the allowed tokens
+        expected = np.exp(row[allowed] - row.max())
+        np.testing.assert_allclose(got[allowed], expected / expected.sum(), rtol=1e-12)
 
 
 def test_tiny_temperatures_reach_the_greedy_limit_without_nan():
-    logits = torch.tensor([[0.5, 3.0, -1.0, 2.9], [1.0, 1.0, 0.0, -2.0]])
+    logits = np.array([[0.5, 3.0, -1.0, 2.9], [1.0, 1.0, 0.0, -2.0]], dtype=np.float32)
     for t in (1e-40, 1e-300, 5e-324):
-        probs = filter_logits(logits, t, 0, 1.0).softmax(-1)
-        assert not probs.isnan().any()
+        probs = filtered_probabilities(logits, t)
+        assert not np.isnan(probs).any()
         assert probs[0].tolist() == [0.0, 1.0, 0.0, 0.0]  # the best token only
         assert probs[1].tolist() == [0.5, 0.5, 0.0, 0.0]  # a tie stays a tie
 

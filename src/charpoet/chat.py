@@ -27,19 +27,16 @@ conversation with the same seed gives the same answers.
 
 from __future__ import annotations
 
-import math
-
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-import torch
-
-from charpoet.config import check_seed
 from charpoet.errors import ConfigError, TokenizerError
 from charpoet.sample import LanguageModel
+from charpoet.sampling import SamplingOptions, option_namer
+from charpoet.stepper import State
 
 __all__ = ["ChatOptions", "Conversation", "Turn", "stop_reason"]
 
@@ -53,17 +50,16 @@ _ENDS_BLANK_LINE = re.compile(r"\n[^\S\n]*\n\Z")
 
 
 @dataclass(frozen=True)
-class ChatOptions:
-    temperature: float = 0.8  # logits divided by T; 0 = greedy
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
+class ChatOptions(SamplingOptions):
+    """``SamplingOptions`` (temperature, top_k, top_p, seed: at creation and on reset) plus when an
+    answer ends and what frames each turn."""
+
     min_length: int = 1  # tokens before a sentence end or blank line may end an answer
     max_length: int = 300  # tokens; an answer always ends here
     sentences: int = 2  # sentence ends that finish an answer
     stop: tuple[str, ...] = ()  # strings that end an answer (not part of it)
     user_prefix: str = ""  # written before each user turn
     bot_prefix: str = ""  # written after each user turn, before the answer
-    seed: int | None = None  # for the random generator, at creation and on reset
 
     def __post_init__(self) -> None:
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)  # one string, or a list
@@ -71,17 +67,8 @@ class ChatOptions:
 
     def validate(self, names: Mapping[str, str] | None = None) -> ChatOptions:
         """Check every value; messages name the option as ``names[field]`` (default ``--kebab-case``)."""
-        def name(f: str) -> str:
-            return (names or {}).get(f) or "--" + f.replace("_", "-")
-
-        if not math.isfinite(self.temperature):
-            raise ConfigError(f"{name('temperature')} must be a finite number, got {self.temperature:g}")
-        if self.temperature < 0:
-            raise ConfigError(f"{name('temperature')} must be > 0 (or 0 for greedy), got {self.temperature:g}")
-        if self.top_k < 0:
-            raise ConfigError(f"{name('top_k')} must be >= 0 (0 = off), got {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"{name('top_p')} must be in (0, 1], got {self.top_p:g}")
+        super().validate(names)
+        name = option_namer(names)
         if self.min_length < 0:
             raise ConfigError(f"{name('min_length')} must be >= 0, got {self.min_length}")
         if self.max_length < 1:
@@ -93,7 +80,6 @@ class ChatOptions:
             raise ConfigError(f"{name('sentences')} must be >= 1, got {self.sentences}")
         if any(not s for s in self.stop):
             raise ConfigError(f"{name('stop')} must not be empty")
-        check_seed(self.seed, name("seed"))
         return self
 
 
@@ -140,13 +126,10 @@ class Turn(NamedTuple):
     stop: str  # why the answer ended: stop, max_length, sentences or blank_line
 
 
-_FEED_CHUNK = 2048  # tokens of a user turn fed per forward pass: bounds the (1, t, V) logits
-
-
 @dataclass(frozen=True)
 class _Snapshot:
-    state: tuple[torch.Tensor, ...] | None  # each (L, 1, H); tensors are never changed in place
-    rng: torch.Tensor  # the generator's state
+    state: State | None  # each (L, 1, H); the stepper never changes a state in place
+    rng: dict[str, Any]  # the sampler's generator state
     chunks: int  # pieces of transcript
 
 
@@ -156,7 +139,7 @@ class Conversation:
     def __init__(self, lm: LanguageModel, options: ChatOptions | None = None):
         self.lm = lm
         self.options = options or ChatOptions()
-        self._generator = torch.Generator(device=lm.device)
+        self._sampler = lm.sampler(self._options)
         self.reset()
 
     @property
@@ -173,6 +156,8 @@ class Conversation:
             except TokenizerError as exc:
                 raise TokenizerError(f"--{name.replace('_', '-')}: {exc}") from None
         self._options = value
+        if hasattr(self, "_sampler"):
+            self._sampler.options = value
 
     def configure(self, **changes: Any) -> ChatOptions:
         """Change some options for the next answers (``seed`` takes effect on ``reset``)."""
@@ -190,14 +175,11 @@ class Conversation:
 
     def reset(self) -> None:
         """Forget everything: the same as a new conversation with the current options."""
-        self._state: tuple[torch.Tensor, ...] | None = None  # None = zeros
+        self._state: State | None = None  # None = zeros
         self._chunks: list[str] = []
         self._turns: list[Turn] = []
         self._snapshots: list[_Snapshot] = []
-        if self._options.seed is None:
-            self._generator.seed()
-        else:
-            self._generator.manual_seed(self._options.seed)
+        self._sampler.reseed(self._options.seed)
 
     def undo(self) -> bool:
         """Forget the last exchange, restoring the state before it; False if there is none."""
@@ -206,7 +188,7 @@ class Conversation:
         snap = self._snapshots.pop()
         self._turns.pop()
         self._state = snap.state
-        self._generator.set_state(snap.rng)
+        self._sampler.set_state(snap.rng)
         del self._chunks[snap.chunks:]
         return True
 
@@ -225,28 +207,23 @@ class Conversation:
         """
         sep = "\n" if self._chunks and not self.transcript.endswith("\n") else ""
         fed = f"{sep}{self._options.user_prefix}{text}\n{self._options.bot_prefix}"
-        ids = self.lm.encode_prime(fed).to(self.lm.device)  # (T,)
+        ids = self.lm.encode_prime(fed)  # (T,)
         return self._answer(text, fed, ids, self._options)
 
-    @torch.no_grad()
-    def _answer(self, user: str, fed: str, ids: torch.Tensor, opts: ChatOptions) -> Iterator[str]:
-        before = _Snapshot(self._state, self._generator.get_state(), len(self._chunks))
-        banned = getattr(self.lm.tokenizer, "unk_id", None)
+    def _answer(self, user: str, fed: str, ids: Any, opts: ChatOptions) -> Iterator[str]:
+        sampler, stepper, token_text = self._sampler, self.lm.stepper, self.lm.tokenizer.token_text
+        before = _Snapshot(self._state, sampler.get_state(), len(self._chunks))
         recorded = False
         try:
-            state = self._state
-            for start in range(0, len(ids), _FEED_CHUNK):  # the turn, once; a long paste in pieces
-                logits, state = self.lm.model(ids[start:start + _FEED_CHUNK].unsqueeze(0), state)  # (1, t, V)
-            last = logits[:, -1]  # (1, V)
+            logits, state = stepper.feed(ids, self._state)  # the turn, once: (1, V)
             # (state, length of raw) before each of the last tokens, to cut a stop string back out
             recent: deque[tuple[Any, int]] = deque(maxlen=max((len(s) for s in opts.stop), default=0) + 1)
             raw, tokens, shown = "", 0, 0
             while True:
-                token = LanguageModel._pick(last, opts, self._generator, banned)  # (1,)
+                token = sampler.pick(logits)  # (1,)
                 recent.append((state, len(raw)))
-                raw += self.lm.tokenizer.token_text(int(token))
-                logits, state = self.lm.model(token.view(1, 1), state)  # (1, 1, V)
-                last = logits[:, -1]
+                raw += token_text(int(token[0]))
+                logits, state = stepper.step(token, state)
                 tokens += 1
                 found = stop_reason(raw, tokens, opts)
                 if found is not None:
@@ -272,4 +249,4 @@ class Conversation:
                 yield answer[shown:]
         finally:
             if not recorded:
-                self._generator.set_state(before.rng)
+                sampler.set_state(before.rng)

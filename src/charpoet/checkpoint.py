@@ -33,19 +33,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_bytes
 
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig
 from charpoet.corpus import Library, load_library_file, save_library
 from charpoet.corpus.cache import append_bytes, atomic_write_bytes, remove_temp_files
 from charpoet.errors import CharpoetError, CheckpointError, ConfigError
 from charpoet.integrity import CRC_KEY, PLACEHOLDER, seal_json, seal_safetensors, unseal_json, verify_safetensors
-from charpoet.tokenizer import Tokenizer, tokenizer_from_dict
+
+if TYPE_CHECKING:  # torch and the tokenizer (numpy) are imported where tensors or a vocabulary are read
+    import torch
+
+    from charpoet.tokenizer import Tokenizer
 
 CONFIG, VOCAB, LIBRARY, METRICS = "config.json", "vocab.json", "library.json.gz", "metrics.json"
 METRICS_LOG = "metrics.jsonl"
@@ -163,6 +164,8 @@ class RunDir:
         write_json(self.path / VOCAB, seal_json(tokenizer.to_dict()))
 
     def read_vocab(self) -> Tokenizer:
+        from charpoet.tokenizer import tokenizer_from_dict
+
         d = read_json(self.path / VOCAB)
         if not isinstance(d, dict):
             raise CheckpointError(f"{self.path / VOCAB} is corrupt: not a mapping")
@@ -235,6 +238,8 @@ class RunDir:
     # --- tensors ----------------------------------------------------------------------
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Write a safetensors file whose metadata holds ``meta`` as JSON strings."""
+        from safetensors.torch import save as safetensors_bytes
+
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
         metadata = {k: json.dumps(v) for k, v in meta.items()} | {CRC_KEY: PLACEHOLDER}
         data = seal_safetensors(safetensors_bytes(tensors, metadata=metadata))
@@ -242,6 +247,8 @@ class RunDir:
             atomic_write_bytes(self.path / name, data)
 
     def load_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from safetensors.torch import load as safetensors_load
+
         path = self.path / name
         if not path.is_file():
             raise CheckpointError(f"{path} is missing")
@@ -371,6 +378,8 @@ def load_training_state(run: RunDir) -> TrainingState:
 
 def optimizer_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer state_dict into tensors and JSON-able parts (no pickle)."""
+    import torch
+
     tensors, scalars = {}, {}
     for index, per_param in state["state"].items():
         for key, value in per_param.items():

@@ -72,9 +72,9 @@ def chat(
     from charpoet.chat import ChatOptions, Conversation
     from charpoet.sample import load
 
-    options = ChatOptions(temperature, top_k, top_p, min_length, max_length, sentences,
-                          tuple(unescape(s) for s in stop or ()), unescape(user_prefix), unescape(bot_prefix),
-                          seed).validate()
+    options = ChatOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, min_length=min_length,
+                          max_length=max_length, sentences=sentences, stop=tuple(unescape(s) for s in stop or ()),
+                          user_prefix=unescape(user_prefix), bot_prefix=unescape(bot_prefix)).validate()
     if device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
     from charpoet.attribution import check_min_quote

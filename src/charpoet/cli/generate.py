@@ -43,7 +43,8 @@ def generate(
             prime = read_text_file(prime_file)
         except CorpusError as exc:
             raise ConfigError(f"--prime-file: {exc}") from None
-    options = SampleOptions(length, temperature, top_k, top_p, num_samples, seed).validate()
+    options = SampleOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, length=length,
+                            num_samples=num_samples).validate()
     if device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
     from charpoet.attribution import check_min_quote

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -10,7 +10,9 @@ from rich.text import Text
 
 from charpoet.attribution_types import Attribution
 from charpoet.render import to_rich
-from charpoet.train import TrainEvent
+
+if TYPE_CHECKING:
+    from charpoet.train import TrainEvent
 
 _SCALE = 1000  # the bar counts progress in thousandths (epochs or the time budget)
 _PLAIN_EVERY = 60.0  # training seconds between step lines when stderr is not a terminal

@@ -10,18 +10,19 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from charpoet.checkpoint import RunDir, RunLogHandler, check_compatible
 from charpoet.cli import app
-from charpoet.cli.progress import TrainDisplay
 from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from charpoet.errors import CharpoetError, CharpoetWarning, ConfigError
 from charpoet.runs import JOB, corpus_name, expand_job
 from charpoet.storage import RunLocation
-from charpoet.train import TrainEvent
+
+if TYPE_CHECKING:
+    from charpoet.train import TrainEvent
 
 DATA, MODEL, OPTIM, OUTPUT = "Data", "Model", "Optimisation", "Run and output"
 
@@ -112,6 +113,7 @@ def train(
         texts = load_data_library(config.data)
         _move_aside(location, run)
 
+    from charpoet.cli.progress import TrainDisplay
     from charpoet.monitor import TrainingMonitor
     from charpoet.train import train as train_run
 

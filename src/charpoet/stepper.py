@@ -1,0 +1,255 @@
+"""The generation core's model half: a trained ``RNNLM`` prepared once to advance streams token by token.
+
+    stepper = Stepper(model)                        # weights copied and rearranged once
+    logits, state = stepper.feed(prime_ids)         # one stream: (1, V) logits after the prime
+    state = stepper.repeat(state, 8)                # the same state for 8 streams
+    logits, state = stepper.step(next_ids, state)   # (8,) ids -> (8, V) logits and the next state
+
+Logits are float32 numpy arrays on the host, ready for ``charpoet.sampling.Sampler``; a state is a
+tuple like ``RNNLM``'s, ``(h, c)`` for an LSTM and ``(h,)`` for a GRU, each (L, N, H): numpy
+float32 on the CPU, torch tensors on an accelerator. ``step`` never changes the state it is given,
+so a caller may keep old states (chat's undo) without copying.
+
+Backends, chosen by measurement (README, "Generation speed"):
+- ``compiled`` (CPU with numba): ``charpoet.kernels.step`` reads each weight once per stream, with
+  the embedding folded into layer 0's input projection (a (V, G*H) table, when it is at most 64 MiB).
+  Used for up to ``COMPILED_MAX_STREAMS`` streams, where matrix-vector products are memory-bound.
+- ``torch``: ``torch.lstm_cell``/``torch.gru_cell`` per layer, so many streams share each weight
+  read as one matrix product; the path for many streams, for accelerators, and without numba.
+Primes are fed without computing logits until the last token: by the compiled kernel in constant
+memory, or by the torch layers over chunks of ``FEED_CHUNK`` tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charpoet.model import RNNLM
+from charpoet.sampling import Sampler
+
+try:
+    from charpoet import kernels
+except ImportError:  # numba missing: the torch path does everything
+    kernels = None
+
+State = tuple[Any, ...]
+FEED_CHUNK = 2048  # prime tokens per torch forward pass: bounds the (1, chunk, H) activations
+COMPILED_MAX_STREAMS = 2  # above this, one matrix product per weight (torch) is faster on the CPU
+TABLE_MAX_BYTES = 64 << 20  # fold the embedding into layer 0 when the (V, G*H) table is at most this
+
+
+class Stepper:
+    """A ``RNNLM`` prepared for generation; see the module docstring."""
+
+    def __init__(self, model: RNNLM, backend: str = "auto"):
+        if backend not in ("auto", "compiled", "torch"):
+            raise ValueError(f"backend must be auto, compiled or torch, got {backend!r}")
+        weight = model.head.weight
+        self.device = weight.device
+        on_cpu = self.device.type == "cpu"
+        if backend == "compiled" and (kernels is None or not on_cpu):
+            raise ValueError("the compiled backend needs numba and a model on the CPU")
+        self.backend = "compiled" if backend != "torch" and kernels is not None and on_cpu else "torch"
+        cfg = model.config
+        self.cell, self.num_layers, self.rnn_size, self.vocab_size = cfg.cell, cfg.num_layers, cfg.rnn_size, cfg.vocab_size
+        self.state_size = model.state_size
+        self._model = model
+        with torch.no_grad():
+            params = {k: v.detach().float() for k, v in model.state_dict().items()}
+        self._torch = params  # float32, on the model's device
+        if self.backend == "compiled":
+            self._arrays = _compiled_weights(params, cfg)
+            self._views = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in self._arrays)
+
+    # --- states ------------------------------------------------------------------------------
+    def init_state(self, streams: int) -> State:
+        """Zeros for ``streams`` streams."""
+        shape = (self.num_layers, streams, self.rnn_size)
+        if self.device.type == "cpu":
+            return tuple(np.zeros(shape, np.float32) for _ in range(self.state_size))
+        return tuple(torch.zeros(shape, device=self.device) for _ in range(self.state_size))
+
+    def repeat(self, state: State, streams: int) -> State:
+        """A one-stream state copied for ``streams`` streams."""
+        if isinstance(state[0], np.ndarray):
+            return tuple(np.repeat(s, streams, axis=1) for s in state)
+        return tuple(s.expand(-1, streams, -1).contiguous() for s in state)
+
+    # --- stepping ----------------------------------------------------------------------------
+    def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """(N,) token ids and a state of N streams -> (N, V) logits and the new state."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        if self.backend == "torch":
+            return self._step_torch(tokens, state)
+        if len(tokens) <= COMPILED_MAX_STREAMS:
+            return self._step_compiled(tokens, state)
+        return self._step_batched(tokens, state)
+
+    def decode(self, sampler: Sampler, logits: np.ndarray, state: State, length: int,
+               finish: bool = True) -> tuple[np.ndarray, np.ndarray, State]:
+        """``length`` rounds of drawing a token per stream with ``sampler`` and stepping with it
+        (not after the last draw when ``finish``) -> ids (length, N), the logits and the state after.
+
+        The same tokens as alternating ``sampler.pick`` and ``step``; for a few streams on the
+        compiled backend the whole loop runs in compiled code.
+        """
+        n = logits.shape[0]
+        out = np.empty((length, n), np.int64)
+        if self.backend == "compiled" and n <= COMPILED_MAX_STREAMS and sampler.compiled:
+            h, c = self._state_arrays(state, copy=True)
+            logits = np.array(logits, dtype=np.float32, order="C")  # updated in place
+            kernels.decode(length, finish, logits, h, c, *self._arrays, *sampler.kernel_args(),
+                           sampler.uniforms((length, n)), out)
+            return out, logits, self._pack(h, c)
+        for t in range(length):
+            out[t] = sampler.pick(logits)
+            if not (finish and t == length - 1):
+                logits, state = self.step(out[t], state)
+        return out, logits, state
+
+    def feed(self, tokens: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
+        """Run one stream through ``tokens`` (T >= 1,) from ``state`` (zeros if None) -> (1, V) logits
+        after the last token, and the state."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        if len(tokens) == 0:
+            raise ValueError("feed needs at least one token")
+        state = self.init_state(1) if state is None else state
+        if self.backend == "compiled":
+            h, c = self._state_arrays(state, copy=True)
+            logits = np.empty((1, self.vocab_size), np.float32)
+            kernels.feed(tokens, h, c, *self._arrays, logits)
+            return logits, self._pack(h, c)
+        return self._feed_torch(tokens, state)
+
+    def _state_arrays(self, state: State, copy: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        h = np.array(state[0], dtype=np.float32, copy=copy or None, order="C")
+        c = np.array(state[1], dtype=np.float32, copy=copy or None, order="C") if len(state) > 1 else h
+        return h, c
+
+    def _pack(self, h: np.ndarray, c: np.ndarray) -> State:
+        return (h, c) if self.state_size == 2 else (h,)
+
+    def _step_compiled(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        h, c = self._state_arrays(state)
+        h_out = np.empty_like(h)
+        c_out = np.empty_like(c) if self.state_size == 2 else h_out
+        logits = np.empty((len(tokens), self.vocab_size), np.float32)
+        kernels.step(tokens, h, c, h_out, c_out, *self._arrays, logits)
+        return logits, self._pack(h_out, c_out)
+
+    def _step_batched(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """Many streams on the CPU: each weight read once per step by a matrix product (torch,
+        multi-threaded), then the cells in compiled code."""
+        cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b = self._views
+        h, c = self._state_arrays(state)
+        h_out = np.empty_like(h)
+        c_out = np.empty_like(c) if self.state_size == 2 else h_out
+        x = np.empty((len(tokens), self.rnn_size), np.float32)  # (N, H) a layer's output
+        x_t, ids = torch.from_numpy(x), torch.from_numpy(tokens)
+        no_norm = np.zeros(0, np.float32)
+        for i in range(self.num_layers):
+            if i > 0:
+                gi = torch.addmm(b_in[i], x_t, w_ih[i - 1].T)  # (N, G*H)
+            elif w_ih0.shape[0] == 0:
+                gi = table[ids]  # the folded input projection
+            else:
+                gi = torch.addmm(b_in[0], table[ids], w_ih0.T)
+            h_i = torch.from_numpy(h[i])
+            if self.cell == "lstm":
+                gh = gi.addmm_(h_i, w_hh[i].T)  # one sum of both products
+            else:
+                gh = torch.addmm(b_hh[i], h_i, w_hh[i].T)
+            norm = (self._arrays[7][i], self._arrays[8][i]) if ln_w.shape[0] else (no_norm, no_norm)
+            kernels.cells(cell, gi.numpy(), gh.numpy(), h[i], c[i], h_out[i], c_out[i], *norm, x)
+        logits = torch.addmm(head_b, x_t, head_w.T)  # (N, V)
+        return logits.numpy(), self._pack(h_out, c_out)
+
+    @torch.no_grad()
+    def _step_torch(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        p, on_host = self._torch, isinstance(state[0], np.ndarray)
+        hs = [torch.as_tensor(s, device=self.device) for s in state]  # each (L, N, H), no copy on the CPU
+        x = F.embedding(torch.as_tensor(tokens, device=self.device), p["embedding.weight"])  # (N, E)
+        new: list[list[torch.Tensor]] = [[] for _ in hs]
+        for i in range(self.num_layers):
+            w = [p[f"layers.{i}.{name}_l0"] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if self.cell == "lstm":
+                h, c = torch.lstm_cell(x, (hs[0][i], hs[1][i]), *w)  # each (N, H)
+                new[0].append(h)
+                new[1].append(c)
+            else:
+                h = torch.gru_cell(x, hs[0][i], *w)
+                new[0].append(h)
+            x = h
+            if f"norms.{i}.weight" in p:
+                x = F.layer_norm(x, (self.rnn_size,), p[f"norms.{i}.weight"], p[f"norms.{i}.bias"])
+        logits = F.linear(x, p["head.weight"], p["head.bias"])  # (N, V)
+        out = tuple(torch.stack(parts) for parts in new)  # each (L, N, H)
+        if on_host:
+            return logits.numpy(), tuple(s.numpy() for s in out)
+        return logits.float().cpu().numpy(), out
+
+    @torch.no_grad()
+    def _feed_torch(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        on_host = isinstance(state[0], np.ndarray)
+        model = self._model
+        ids = torch.as_tensor(tokens, device=self.device).unsqueeze(0)  # (1, T)
+        layer_states = [tuple(torch.as_tensor(s, device=self.device)[i:i + 1].to(self.device) for s in state)
+                        for i in range(self.num_layers)]  # each (1, 1, H)
+        x = None
+        was_training = model.training
+        model.eval()
+        try:
+            for start in range(0, ids.shape[1], FEED_CHUNK):
+                x = model.embedding(ids[:, start:start + FEED_CHUNK]).float()  # (1, t, E)
+                for i, rnn in enumerate(model.layers):
+                    x, layer_states[i] = _run_layer(rnn, x, layer_states[i])  # (1, t, H)
+                    if model.norms is not None:
+                        x = model.norms[i](x)
+        finally:
+            model.train(was_training)
+        p = self._torch
+        logits = F.linear(x[:, -1], p["head.weight"], p["head.bias"])  # (1, V)
+        out = tuple(torch.cat([ls[k] for ls in layer_states]) for k in range(self.state_size))  # (L, 1, H)
+        if on_host:
+            return logits.numpy(), tuple(s.numpy() for s in out)
+        return logits.cpu().numpy(), out
+
+
+def _run_layer(rnn: torch.nn.Module, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    if isinstance(rnn, torch.nn.LSTM):
+        out, (h, c) = rnn(x, (state[0].contiguous(), state[1].contiguous()))
+        return out, (h, c)
+    out, h = rnn(x, state[0].contiguous())
+    return out, (h,)
+
+
+def _compiled_weights(p: dict[str, torch.Tensor], cfg: Any) -> tuple[Any, ...]:
+    """The kernel's weight arguments, after ``cell``; see ``charpoet.kernels.step``."""
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(t.cpu().numpy(), dtype=np.float32)
+
+    L, H = cfg.num_layers, cfg.rnn_size
+    gates = 4 if cfg.cell == "lstm" else 3
+    lstm = cfg.cell == "lstm"
+    b_ih = [p[f"layers.{i}.bias_ih_l0"] for i in range(L)]
+    b_hh = [p[f"layers.{i}.bias_hh_l0"] for i in range(L)]
+    b_in = torch.stack([bi + bh if lstm else bi for bi, bh in zip(b_ih, b_hh)])  # (L, G*H)
+    emb, w_ih0 = p["embedding.weight"], p["layers.0.weight_ih_l0"]  # (V, E), (G*H, E)
+    if cfg.vocab_size * gates * H * 4 <= TABLE_MAX_BYTES:
+        table, w_ih0 = emb @ w_ih0.T + b_in[0], w_ih0[:0]  # (V, G*H): every token's input projection
+    else:
+        table = emb
+    w_ih = torch.stack([p[f"layers.{i}.weight_ih_l0"] for i in range(1, L)]) if L > 1 else torch.zeros(0, gates * H, H)
+    w_hh = torch.stack([p[f"layers.{i}.weight_hh_l0"] for i in range(L)])  # (L, G*H, H)
+    if cfg.layer_norm:
+        ln_w = torch.stack([p[f"norms.{i}.weight"] for i in range(L)])
+        ln_b = torch.stack([p[f"norms.{i}.bias"] for i in range(L)])
+    else:
+        ln_w = ln_b = torch.zeros(0, H)
+    cell = kernels.LSTM if lstm else kernels.GRU
+    return (cell, arr(table), arr(w_ih0), arr(w_ih), arr(w_hh), arr(b_in), arr(torch.stack(b_hh)),
+            arr(ln_w), arr(ln_b), arr(p["head.weight"]), arr(p["head.bias"]))

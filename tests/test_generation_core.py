@@ -1,0 +1,201 @@
+"""The generation core: the stepper against RNNLM.forward, the sampler against the distribution it
+claims, and the compiled paths against the plain ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from charpoet import stepper as stepper_module
+from charpoet.config import ModelConfig
+from charpoet.model import RNNLM
+from charpoet.sample import LanguageModel, load
+from charpoet.sampling import Sampler, SamplingOptions, filtered_probabilities
+from charpoet.stepper import Stepper
+from charpoet.tokenizer import CharTokenizer
+
+TOL = dict(atol=1e-5, rtol=1e-5)  # float32 sums in another order: |got - want| <= 1e-5 (1 + |want|)
+BACKENDS = ["compiled", "torch"] if stepper_module.kernels is not None else ["torch"]
+MODELS = {
+    "lstm": dict(cell="lstm"),
+    "gru": dict(cell="gru"),
+    "lstm-layer-norm": dict(cell="lstm", layer_norm=True),
+    "gru-layer-norm-1-layer": dict(cell="gru", layer_norm=True, num_layers=1),
+    "word-sized": dict(cell="lstm", vocab_size=3000),  # a larger output layer, and no folded table
+}
+
+
+def make_model(seed: int = 0, **overrides) -> RNNLM:
+    torch.manual_seed(seed)
+    config = dict(vocab_size=40, rnn_size=24, num_layers=3, embedding_size=8) | overrides
+    model = RNNLM(ModelConfig(**config)).eval()
+    with torch.no_grad():  # livelier than the initial weights, so differences would show
+        for p in model.parameters():
+            p.mul_(2.0)
+    return model
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    return request.param
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_stepper_matches_the_full_sequence_forward(name, backend, monkeypatch):
+    if name == "word-sized":
+        monkeypatch.setattr(stepper_module, "TABLE_MAX_BYTES", 0)  # embedding, then layer 0's product
+    model = make_model(**MODELS[name])
+    V = model.config.vocab_size
+    ids = torch.randint(0, V, (3, 30))  # 3 streams
+    with torch.no_grad():
+        expected, expected_state = model(ids)  # (3, 30, V)
+    stepper = Stepper(model, backend)
+    # step by step, all three streams at once (the batched path) and one at a time (the single path)
+    state = stepper.init_state(3)
+    for t in range(30):
+        logits, state = stepper.step(ids[:, t].numpy(), state)
+        np.testing.assert_allclose(logits, expected[:, t].numpy(), **TOL)
+    for got, want in zip(state, expected_state):
+        np.testing.assert_allclose(np.asarray(got), want.numpy(), **TOL)
+    for row in range(3):
+        state = stepper.init_state(1)
+        for t in range(30):
+            logits, state = stepper.step(ids[row:row + 1, t].numpy(), state)
+            np.testing.assert_allclose(logits[0], expected[row, t].numpy(), **TOL)
+        # the whole sequence at once, and in two pieces carrying the state
+        logits, fed = stepper.feed(ids[row].numpy())
+        np.testing.assert_allclose(logits[0], expected[row, -1].numpy(), **TOL)
+        _, half = stepper.feed(ids[row, :11].numpy())
+        logits, fed2 = stepper.feed(ids[row, 11:].numpy(), half)
+        np.testing.assert_allclose(logits[0], expected[row, -1].numpy(), **TOL)
+        for a, b, want in zip(fed, fed2, expected_state):
+            np.testing.assert_allclose(np.asarray(a), want[:, row:row + 1].numpy(), **TOL)
+            np.testing.assert_allclose(np.asarray(b), want[:, row:row + 1].numpy(), **TOL)
+
+
+def test_step_never_changes_the_state_it_is_given(backend):
+    stepper = Stepper(make_model(), backend)
+    _, state = stepper.feed(np.array([1, 2, 3]))
+    before = [np.array(s, copy=True) for s in state]
+    stepper.step(np.array([4]), state)
+    stepper.feed(np.array([5, 6]), state)
+    stepper.decode(Sampler(SamplingOptions(seed=0), 40), np.zeros((1, 40), np.float32), state, 5)
+    for a, b in zip(before, state):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_long_primes_are_fed_in_chunks(monkeypatch):
+    monkeypatch.setattr(stepper_module, "FEED_CHUNK", 7)
+    model = make_model(cell="gru", layer_norm=True)
+    ids = torch.randint(0, 40, (1, 50))
+    with torch.no_grad():
+        expected, _ = model(ids)
+    logits, _ = Stepper(model, "torch").feed(ids[0].numpy())
+    np.testing.assert_allclose(logits[0], expected[0, -1].numpy(), **TOL)
+
+
+@pytest.mark.parametrize("streams", [1, 2, 5])
+@pytest.mark.parametrize("options", [SamplingOptions(temperature=0), SamplingOptions(temperature=1.3, seed=4),
+                                     SamplingOptions(temperature=0.9, top_k=5, top_p=0.8, seed=9)])
+def test_decode_draws_the_same_tokens_as_picking_and_stepping(backend, streams, options):
+    stepper = Stepper(make_model(cell="lstm", layer_norm=True), backend)
+    logits, state = stepper.feed(np.array([3, 1, 4, 1, 5]))
+    logits, state = np.repeat(logits, streams, axis=0), stepper.repeat(state, streams)
+    ids, last_logits, last_state = stepper.decode(Sampler(options, 40, banned=[7]), logits, state, 40, finish=False)
+    sampler, expected = Sampler(options, 40, banned=[7], compiled=False), []  # the plain loop
+    for _ in range(40):
+        expected.append(sampler.pick(logits))
+        logits, state = stepper.step(expected[-1], state)
+    np.testing.assert_array_equal(ids, np.stack(expected))
+    assert not (ids == 7).any()
+    np.testing.assert_allclose(last_logits, logits, **TOL)
+    np.testing.assert_allclose(np.asarray(last_state[0]), np.asarray(state[0]), **TOL)
+
+
+def test_greedy_text_is_the_same_on_every_backend(trained_run):
+    lm = load(trained_run)
+    texts = set()
+    for backend in BACKENDS:
+        lm.__dict__["stepper"] = Stepper(lm.model, backend)
+        texts.add(lm.generate("ROMEO:", length=300, temperature=0)[0])
+    assert len(texts) == 1
+
+
+# --- the sampler ---------------------------------------------------------------------------------
+
+LOGITS = np.array([[2.0, 1.5, 1.0, 0.2, -0.5, -1.0, -3.0, 0.9]], dtype=np.float32)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("options", [SamplingOptions(temperature=1.0), SamplingOptions(temperature=0.5),
+                                     SamplingOptions(temperature=2.0, top_k=4),
+                                     SamplingOptions(temperature=1.0, top_p=0.7),
+                                     SamplingOptions(temperature=0.8, top_k=6, top_p=0.9)])
+def test_draw_frequencies_follow_the_filtered_probabilities(options, compiled):
+    """Pearson's chi-square over 40,000 draws; the masks must be exact (a masked token never drawn)."""
+    banned = [3]
+    sampler = Sampler(SamplingOptions(**{**options.__dict__, "seed": 11}), 8, banned=banned, compiled=compiled)
+    draws = 40_000
+    counts = np.bincount(sampler.pick(np.repeat(LOGITS, draws, axis=0)), minlength=8)
+    probs = filtered_probabilities(LOGITS, options.temperature, options.top_k, options.top_p,
+                                   np.isin(np.arange(8), banned))[0]
+    assert (counts[probs == 0] == 0).all()
+    assert (probs > 0).sum() >= 2
+    expected = probs[probs > 0] * draws
+    chi2 = ((counts[probs > 0] - expected) ** 2 / expected).sum()
+    # 99.9th percentile of chi-square with up to 6 degrees of freedom is 22.46
+    assert chi2 < 22.46, (counts, expected)
+
+
+def test_top_k_and_top_p_masks_are_exact():
+    x = np.log(np.array([[0.4, 0.3, 0.2, 0.1]]))
+    assert (filtered_probabilities(x, 1.0, top_k=2)[0] > 0).tolist() == [True, True, False, False]
+    assert (filtered_probabilities(x, 1.0, top_p=0.7)[0] > 0).tolist() == [True, True, False, False]
+    assert (filtered_probabilities(x, 1.0, top_p=0.71)[0] > 0).tolist() == [True, True, True, False]
+    np.testing.assert_allclose(filtered_probabilities(x, 1.0, top_p=0.7)[0], [4 / 7, 3 / 7, 0, 0])
+    tie = np.array([[1.0, 1.0, 0.0]])
+    assert (filtered_probabilities(tie, 1.0, top_k=1)[0] > 0).tolist() == [True, True, False]  # ties stay
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_extreme_temperatures(compiled):
+    greedy = Sampler(SamplingOptions(temperature=1e-300, seed=1), 8, compiled=compiled)
+    assert set(greedy.pick(np.repeat(LOGITS, 500, axis=0)).tolist()) == {0}
+    flat = Sampler(SamplingOptions(temperature=1e300, seed=1), 8, compiled=compiled)
+    counts = np.bincount(flat.pick(np.repeat(LOGITS, 8000, axis=0)), minlength=8)
+    assert counts.min() > 850 and counts.max() < 1150  # near uniform (1000 each)
+    zero = Sampler(SamplingOptions(temperature=0), 8, banned=[0], compiled=compiled)
+    assert set(zero.pick(np.repeat(LOGITS, 5, axis=0)).tolist()) == {1}  # argmax of the allowed
+
+
+def test_seeds_and_saved_states_repeat_the_draws():
+    logits = np.repeat(LOGITS, 50, axis=0)
+    a = Sampler(SamplingOptions(temperature=1.0, seed=3), 8)
+    b = Sampler(SamplingOptions(temperature=1.0, seed=3), 8, compiled=False)
+    first = a.pick(logits)
+    np.testing.assert_array_equal(first, b.pick(logits))  # compiled or not, the same tokens
+    saved = a.get_state()
+    second = a.pick(logits)
+    a.set_state(saved)
+    np.testing.assert_array_equal(a.pick(logits), second)
+    assert not np.array_equal(first, second)
+    a.reseed(3)
+    np.testing.assert_array_equal(a.pick(logits), first)
+
+
+def test_a_ban_that_would_leave_nothing_is_ignored():
+    sampler = Sampler(SamplingOptions(temperature=1.0, seed=0), 1, banned=[0])
+    assert sampler.pick(np.zeros((3, 1), np.float32)).tolist() == [0, 0, 0]
+
+
+def test_without_numba_the_torch_path_writes_the_same_text(trained_run, monkeypatch):
+    import charpoet.sampling as sampling_module
+
+    lm = load(trained_run)
+    expected = lm.generate("ROMEO:", length=200, temperature=0.9, top_k=20, seed=3, num_samples=2)
+    monkeypatch.setattr(stepper_module, "kernels", None)
+    monkeypatch.setattr(sampling_module, "_sample_rows", None)
+    plain = load(trained_run)
+    assert plain.stepper.backend == "torch" and not plain.sampler(SamplingOptions()).compiled
+    assert plain.generate("ROMEO:", length=200, temperature=0.9, top_k=20, seed=3, num_samples=2) == expected
