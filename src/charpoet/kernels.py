@@ -109,16 +109,16 @@ def _layer_norm(x, weight, bias, out):
 
 
 @njit(**_FLAGS)
-def step(tokens, h, c, h_out, c_out, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b,
-         logits):
-    """Advance every stream by one token; write the new state and, if ``logits`` has rows, the logits.
+def _step(tokens, h, c, h_out, c_out, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b,
+          logits):
+    """Advance every stream by one token: write the new state and, if ``logits`` has rows, the logits.
 
     tokens (N,) int64; h, c, h_out, c_out (L, N, H) (c unused for a GRU); table (V, G*H) layer 0's
     input projection of every token with its bias ``b_in[0]`` folded in, or (V, E) embeddings when
     ``w_ih0`` (G*H, E) has rows; w_ih (L-1, G*H, H); w_hh (L, G*H, H); b_in (L, G*H) the input
     bias (b_ih + b_hh for an LSTM, b_ih for a GRU); b_hh (L, G*H) a GRU's recurrent bias;
     ln_w, ln_b (L, H), or no rows for no layer norm; head_w (V, H), head_b (V,);
-    logits (N, V) or (0, V) to skip the output layer (feeding a prime).
+    logits (N, V) or (0, V) to skip the output layer (inside a prime).
     """
     n_layers, n_streams, hidden = h.shape
     gates = w_hh.shape[1]
@@ -127,8 +127,7 @@ def step(tokens, h, c, h_out, c_out, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh,
     x = np.empty(hidden, np.float32)
     for s in range(n_streams):
         for layer in range(n_layers):
-            # input projection gi (plus, for an LSTM, both biases)
-            if layer == 0:
+            if layer == 0:  # the input projection gi, with its bias
                 if w_ih0.shape[0] == 0:
                     gi[:] = table[tokens[s]]
                 else:
@@ -155,22 +154,69 @@ def step(tokens, h, c, h_out, c_out, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh,
 
 
 @njit(**_FLAGS)
-def feed(tokens, h, c, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b, logits):
-    """Run one stream (h, c of shape (L, 1, H), updated in place) through ``tokens`` (T,);
-    the logits (1, V) of the last token are written to ``logits``."""
+def run(tokens, draw, finish, logits, h, c, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w,
+        head_b, temperature, top_k, top_p, banned, uniforms):
+    """The one compiled entry: T rounds for N streams, state (h, c: (L, N, H)) and logits (N, V) in place.
+
+    Each round t takes the tokens ``tokens[t]`` (N,), or when ``draw`` draws them into ``tokens[t]``
+    from ``logits`` with ``uniforms[t]`` (see ``draw_rows``), then steps every stream with them,
+    except after the last round when ``finish``. The output layer runs only where its logits are
+    used: in the last round, or in every round when drawing. So: a prime is ``draw=False``
+    (T, 1); one step is ``draw=False`` (1, N); generation is ``draw=True``; one draw alone is
+    ``draw=True, finish=True`` (1, N).
+    """
     h2, c2 = np.empty_like(h), np.empty_like(c)
-    no_logits = logits[:0]
-    for t in range(tokens.shape[0]):
-        out = logits if t == tokens.shape[0] - 1 else no_logits
-        step(tokens[t:t + 1], h, c, h2, c2, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b,
-             head_w, head_b, out)
+    rounds = tokens.shape[0]
+    for t in range(rounds):
+        if draw:
+            draw_rows(logits, temperature, top_k, top_p, banned, uniforms[t], tokens[t])
+        if finish and t == rounds - 1:
+            break
+        out = logits if (draw or t == rounds - 1) else logits[:0]
+        _step(tokens[t], h, c, h2, c2, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b, out)
         h[:] = h2
         if cell == LSTM:  # a GRU's c is its h
             c[:] = c2
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def sample_rows(logits, temperature, top_k, top_p, banned, uniforms, out):
+def _order_descending(x, order):
+    """Fill ``order`` with the indices of ``x`` by decreasing value, ties by increasing index (heapsort;
+    numpy's sorts take seconds to compile)."""
+    n = x.shape[0]
+    for i in range(n):
+        order[i] = i
+    # a min-heap on (value, -index): the root is the element that belongs last
+    for start in range(n // 2 - 1, -1, -1):
+        _sift(x, order, start, n)
+    for end in range(n - 1, 0, -1):
+        order[0], order[end] = order[end], order[0]
+        _sift(x, order, 0, end)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _later(x, a, b):
+    """Whether index ``a`` comes after index ``b`` in decreasing-value, increasing-index order."""
+    return x[a] < x[b] or (x[a] == x[b] and a > b)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sift(x, order, root, end):
+    while True:
+        child = 2 * root + 1
+        if child >= end:
+            return
+        if child + 1 < end and _later(x, order[child + 1], order[child]):
+            child += 1
+        if _later(x, order[child], order[root]):
+            order[root], order[child] = order[child], order[root]
+            root = child
+        else:
+            return
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def draw_rows(logits, temperature, top_k, top_p, banned, uniforms, out):
     """Draw one token per row of ``logits`` (N, V); see ``charpoet.sampling.filtered_probabilities``.
 
     The same arithmetic as the numpy reference, row by row in float64 (no fast-math, so the
@@ -181,11 +227,12 @@ def sample_rows(logits, temperature, top_k, top_p, banned, uniforms, out):
     n_rows, vocab = logits.shape
     x = np.empty(vocab, np.float64)
     p = np.empty(vocab, np.float64)
+    order = np.empty(vocab, np.int64)
+    allowed = 0
+    for v in range(vocab):
+        if not banned[v]:
+            allowed += 1
     for row in range(n_rows):
-        allowed = 0
-        for v in range(vocab):
-            if not banned[v]:
-                allowed += 1
         for v in range(vocab):
             x[v] = -np.inf if (banned[v] and allowed > 0) else np.float64(logits[row, v])
         best = 0
@@ -198,15 +245,16 @@ def sample_rows(logits, temperature, top_k, top_p, banned, uniforms, out):
         top = x[best]
         for v in range(vocab):
             x[v] = (x[v] - top) / temperature  # <= 0; -inf where banned
+        if (0 < top_k < vocab) or top_p < 1.0:
+            _order_descending(x, order)
         if 0 < top_k < vocab:
-            kth = -np.sort(-x)[top_k - 1]
+            kth = x[order[top_k - 1]]
             for v in range(vocab):
                 if x[v] < kth:
                     x[v] = -np.inf
         for v in range(vocab):
             p[v] = np.exp(x[v])
-        if top_p < 1.0:
-            order = np.argsort(-x, kind="mergesort")
+        if top_p < 1.0:  # ``order`` is still right: top-k only lowered values already below the k-th
             total = 0.0
             for v in range(vocab):
                 total += p[v]
@@ -230,23 +278,3 @@ def sample_rows(logits, temperature, top_k, top_p, banned, uniforms, out):
                 if running > target:
                     break
         out[row] = chosen
-
-
-@njit(**_FLAGS)
-def decode(length, finish, logits, h, c, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w,
-           head_b, temperature, top_k, top_p, banned, uniforms, out):
-    """``length`` rounds of: draw ``out[t]`` (N,) from ``logits`` (N, V) with ``uniforms[t]``, then step
-    every stream with it (in place: logits, h, c), except after the last draw when ``finish``.
-
-    The same as alternating ``sample_rows`` and ``step`` from Python, without leaving compiled code.
-    """
-    h2, c2 = np.empty_like(h), np.empty_like(c)
-    for t in range(length):
-        sample_rows(logits, temperature, top_k, top_p, banned, uniforms[t], out[t])
-        if finish and t == length - 1:
-            break
-        step(out[t], h, c, h2, c2, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b,
-             logits)
-        h[:] = h2
-        if cell == LSTM:  # a GRU's c is its h
-            c[:] = c2

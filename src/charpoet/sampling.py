@@ -93,10 +93,10 @@ def _draw(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     return np.minimum(chosen, last_possible)
 
 
-try:
-    from charpoet.kernels import sample_rows as _sample_rows
-except ImportError:  # numba missing: the numpy path
-    _sample_rows = None
+try:  # the compiled kernels (charpoet.kernels); without a usable numba, the numpy and torch paths
+    from charpoet import kernels
+except Exception:  # noqa: BLE001 - ImportError, or numba unable to set up its cache
+    kernels = None
 
 
 class Sampler:
@@ -107,7 +107,7 @@ class Sampler:
         self.options = options
         self.banned = np.zeros(vocab_size, dtype=np.bool_)
         self.banned[list(banned)] = True
-        self.compiled = _sample_rows is not None if compiled is None else compiled and _sample_rows is not None
+        self.compiled = kernels is not None and compiled is not False
         self.reseed(options.seed)
 
     @property
@@ -148,6 +148,6 @@ class Sampler:
         uniforms = self.uniforms(logits.shape[0])  # drawn even when greedy: the same stream either way
         if self.compiled:
             out = np.empty(logits.shape[0], dtype=np.int64)
-            _sample_rows(np.ascontiguousarray(logits, dtype=np.float32), *self.kernel_args(), uniforms, out)
+            kernels.draw_rows(np.ascontiguousarray(logits, dtype=np.float32), *self.kernel_args(), uniforms, out)
             return out
         return _draw(self.probabilities(logits), uniforms)

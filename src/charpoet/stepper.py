@@ -11,7 +11,7 @@ float32 on the CPU, torch tensors on an accelerator. ``step`` never changes the 
 so a caller may keep old states (chat's undo) without copying.
 
 Backends, chosen by measurement (README, "Generation speed"):
-- ``compiled`` (CPU with numba): ``charpoet.kernels.step`` reads each weight once per stream, with
+- ``compiled`` (CPU with numba): ``charpoet.kernels.run`` reads each weight once per stream, with
   the embedding folded into layer 0's input projection (a (V, G*H) table, when it is at most 64 MiB).
   Used for up to ``COMPILED_MAX_STREAMS`` streams, where matrix-vector products are memory-bound.
 - ``torch``: ``torch.lstm_cell``/``torch.gru_cell`` per layer, so many streams share each weight
@@ -22,6 +22,7 @@ memory, or by the torch layers over chunks of ``FEED_CHUNK`` tokens.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,17 +30,14 @@ import torch
 import torch.nn.functional as F
 
 from charpoet.model import RNNLM
-from charpoet.sampling import Sampler
-
-try:
-    from charpoet import kernels
-except ImportError:  # numba missing: the torch path does everything
-    kernels = None
+from charpoet.model import _run as run_layer
+from charpoet.sampling import Sampler, kernels
 
 State = tuple[Any, ...]
 FEED_CHUNK = 2048  # prime tokens per torch forward pass: bounds the (1, chunk, H) activations
 COMPILED_MAX_STREAMS = 2  # above this, one matrix product per weight (torch) is faster on the CPU
 TABLE_MAX_BYTES = 64 << 20  # fold the embedding into layer 0 when the (V, G*H) table is at most this
+_NO_DRAW = (0.0, 0, 1.0, np.zeros(0, np.bool_))  # kernels.run's sampling arguments when tokens are given
 
 
 class Stepper:
@@ -63,7 +61,6 @@ class Stepper:
         self._torch = params  # float32, on the model's device
         if self.backend == "compiled":
             self._arrays = _compiled_weights(params, cfg)
-            self._views = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in self._arrays)
 
     # --- states ------------------------------------------------------------------------------
     def init_state(self, streams: int) -> State:
@@ -86,7 +83,7 @@ class Stepper:
         if self.backend == "torch":
             return self._step_torch(tokens, state)
         if len(tokens) <= COMPILED_MAX_STREAMS:
-            return self._step_compiled(tokens, state)
+            return self._run_given(tokens[None], state)
         return self._step_batched(tokens, state)
 
     def decode(self, sampler: Sampler, logits: np.ndarray, state: State, length: int,
@@ -98,13 +95,14 @@ class Stepper:
         compiled backend the whole loop runs in compiled code.
         """
         n = logits.shape[0]
-        out = np.empty((length, n), np.int64)
         if self.backend == "compiled" and n <= COMPILED_MAX_STREAMS and sampler.compiled:
-            h, c = self._state_arrays(state, copy=True)
+            out = np.empty((length, n), np.int64)
             logits = np.array(logits, dtype=np.float32, order="C")  # updated in place
-            kernels.decode(length, finish, logits, h, c, *self._arrays, *sampler.kernel_args(),
-                           sampler.uniforms((length, n)), out)
+            h, c = self._state_arrays(state, copy=True)
+            kernels.run(out, True, finish, logits, h, c, *self._arrays, *sampler.kernel_args(),
+                        sampler.uniforms((length, n)))
             return out, logits, self._pack(h, c)
+        out = np.empty((length, n), np.int64)
         for t in range(length):
             out[t] = sampler.pick(logits)
             if not (finish and t == length - 1):
@@ -119,10 +117,7 @@ class Stepper:
             raise ValueError("feed needs at least one token")
         state = self.init_state(1) if state is None else state
         if self.backend == "compiled":
-            h, c = self._state_arrays(state, copy=True)
-            logits = np.empty((1, self.vocab_size), np.float32)
-            kernels.feed(tokens, h, c, *self._arrays, logits)
-            return logits, self._pack(h, c)
+            return self._run_given(tokens[:, None], state)
         return self._feed_torch(tokens, state)
 
     def _state_arrays(self, state: State, copy: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -133,40 +128,50 @@ class Stepper:
     def _pack(self, h: np.ndarray, c: np.ndarray) -> State:
         return (h, c) if self.state_size == 2 else (h,)
 
-    def _step_compiled(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        h, c = self._state_arrays(state)
-        h_out = np.empty_like(h)
-        c_out = np.empty_like(c) if self.state_size == 2 else h_out
-        logits = np.empty((len(tokens), self.vocab_size), np.float32)
-        kernels.step(tokens, h, c, h_out, c_out, *self._arrays, logits)
-        return logits, self._pack(h_out, c_out)
+    def _run_given(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """``kernels.run`` over given tokens (T, N): the logits (N, V) after the last and the state."""
+        h, c = self._state_arrays(state, copy=True)
+        logits = np.empty((tokens.shape[1], self.vocab_size), np.float32)
+        kernels.run(tokens, False, False, logits, h, c, *self._arrays, *_NO_DRAW, np.empty((0, 0)))
+        return logits, self._pack(h, c)
 
     def _step_batched(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        """Many streams on the CPU: each weight read once per step by a matrix product (torch,
-        multi-threaded), then the cells in compiled code."""
-        cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b = self._views
+        """Many streams on the CPU: each weight read once per step by one matrix product per layer
+        (torch, multi-threaded), then the cells in compiled code."""
+        cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b = self._arrays
         h, c = self._state_arrays(state)
+        n, lstm = len(tokens), self.cell == "lstm"
         h_out = np.empty_like(h)
-        c_out = np.empty_like(c) if self.state_size == 2 else h_out
-        x = np.empty((len(tokens), self.rnn_size), np.float32)  # (N, H) a layer's output
-        x_t, ids = torch.from_numpy(x), torch.from_numpy(tokens)
+        c_out = np.empty_like(c) if lstm else h_out
+        x = np.empty((n, self.rnn_size), np.float32)  # (N, H) a layer's output
+        xh = np.empty((n, 2 * self.rnn_size), np.float32)  # (N, 2H) an LSTM layer's input and state
+        gh = np.empty((n, w_hh.shape[1]), np.float32) if not lstm else x  # a GRU's recurrent products
         no_norm = np.zeros(0, np.float32)
+        T = torch.from_numpy
         for i in range(self.num_layers):
-            if i > 0:
-                gi = torch.addmm(b_in[i], x_t, w_ih[i - 1].T)  # (N, G*H)
-            elif w_ih0.shape[0] == 0:
-                gi = table[ids]  # the folded input projection
+            if i == 0:
+                gi = np.take(table, tokens, axis=0)  # (N, G*H) the folded input projection, or embeddings
+                if w_ih0.shape[0]:
+                    gi = torch.addmm(T(b_in[0]), T(gi), T(w_ih0).T).numpy()
+                if lstm:
+                    T(gi).addmm_(T(h[0]), T(w_hh[0]).T)
+            elif lstm:  # one product for both: [x h] @ [W_ih W_hh]^T
+                xh[:, :self.rnn_size], xh[:, self.rnn_size:] = x, h[i]
+                gi = torch.addmm(T(b_in[i]), T(xh), self._stacked_weights[i - 1].T).numpy()
             else:
-                gi = torch.addmm(b_in[0], table[ids], w_ih0.T)
-            h_i = torch.from_numpy(h[i])
-            if self.cell == "lstm":
-                gh = gi.addmm_(h_i, w_hh[i].T)  # one sum of both products
-            else:
-                gh = torch.addmm(b_hh[i], h_i, w_hh[i].T)
-            norm = (self._arrays[7][i], self._arrays[8][i]) if ln_w.shape[0] else (no_norm, no_norm)
-            kernels.cells(cell, gi.numpy(), gh.numpy(), h[i], c[i], h_out[i], c_out[i], *norm, x)
-        logits = torch.addmm(head_b, x_t, head_w.T)  # (N, V)
+                gi = torch.addmm(T(b_in[i]), T(x), T(w_ih[i - 1]).T).numpy()
+            if not lstm:
+                torch.addmm(T(b_hh[i]), T(h[i]), T(w_hh[i]).T, out=T(gh))
+            norm = (ln_w[i], ln_b[i]) if ln_w.shape[0] else (no_norm, no_norm)
+            kernels.cells(cell, gi, gh, h[i], c[i], h_out[i], c_out[i], *norm, x)
+        logits = torch.addmm(T(head_b), T(x), T(head_w).T)  # (N, V)
         return logits.numpy(), self._pack(h_out, c_out)
+
+    @cached_property
+    def _stacked_weights(self) -> list[torch.Tensor]:
+        """[W_ih W_hh] (G*H, 2H) of each LSTM layer after the first, for the batched path."""
+        _, _, _, w_ih, w_hh = self._arrays[:5]
+        return [torch.from_numpy(np.concatenate([w_ih[i - 1], w_hh[i]], axis=1)) for i in range(1, self.num_layers)]
 
     @torch.no_grad()
     def _step_torch(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
@@ -194,41 +199,26 @@ class Stepper:
 
     @torch.no_grad()
     def _feed_torch(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        on_host = isinstance(state[0], np.ndarray)
-        model = self._model
+        model, on_host = self._model, isinstance(state[0], np.ndarray)
         ids = torch.as_tensor(tokens, device=self.device).unsqueeze(0)  # (1, T)
-        layer_states = [tuple(torch.as_tensor(s, device=self.device)[i:i + 1].to(self.device) for s in state)
-                        for i in range(self.num_layers)]  # each (1, 1, H)
-        x = None
-        was_training = model.training
-        model.eval()
-        try:
-            for start in range(0, ids.shape[1], FEED_CHUNK):
-                x = model.embedding(ids[:, start:start + FEED_CHUNK]).float()  # (1, t, E)
-                for i, rnn in enumerate(model.layers):
-                    x, layer_states[i] = _run_layer(rnn, x, layer_states[i])  # (1, t, H)
-                    if model.norms is not None:
-                        x = model.norms[i](x)
-        finally:
-            model.train(was_training)
+        state = tuple(torch.as_tensor(s, device=self.device) for s in state)  # each (L, 1, H)
+        layer_states = [tuple(s[i:i + 1].contiguous() for s in state) for i in range(self.num_layers)]
+        for start in range(0, ids.shape[1], FEED_CHUNK):  # the layers' own fused kernels, chunk by chunk
+            x = model.embedding(ids[:, start:start + FEED_CHUNK]).float()  # (1, t, E)
+            for i, rnn in enumerate(model.layers):  # no dropout: RNNLM applies it between layers
+                x, layer_states[i] = run_layer(rnn, x, layer_states[i])  # (1, t, H)
+                if model.norms is not None:
+                    x = model.norms[i](x)
         p = self._torch
-        logits = F.linear(x[:, -1], p["head.weight"], p["head.bias"])  # (1, V)
+        logits = F.linear(x[:, -1], p["head.weight"], p["head.bias"])  # (1, V): the last token only
         out = tuple(torch.cat([ls[k] for ls in layer_states]) for k in range(self.state_size))  # (L, 1, H)
         if on_host:
             return logits.numpy(), tuple(s.numpy() for s in out)
         return logits.cpu().numpy(), out
 
 
-def _run_layer(rnn: torch.nn.Module, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-    if isinstance(rnn, torch.nn.LSTM):
-        out, (h, c) = rnn(x, (state[0].contiguous(), state[1].contiguous()))
-        return out, (h, c)
-    out, h = rnn(x, state[0].contiguous())
-    return out, (h,)
-
-
 def _compiled_weights(p: dict[str, torch.Tensor], cfg: Any) -> tuple[Any, ...]:
-    """The kernel's weight arguments, after ``cell``; see ``charpoet.kernels.step``."""
+    """The kernels' weight arguments, from ``cell`` on; see ``charpoet.kernels._step``."""
     def arr(t: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(t.cpu().numpy(), dtype=np.float32)
 
@@ -253,3 +243,22 @@ def _compiled_weights(p: dict[str, torch.Tensor], cfg: Any) -> tuple[Any, ...]:
     cell = kernels.LSTM if lstm else kernels.GRU
     return (cell, arr(table), arr(w_ih0), arr(w_ih), arr(w_hh), arr(b_in), arr(torch.stack(b_hh)),
             arr(ln_w), arr(ln_b), arr(p["head.weight"]), arr(p["head.bias"]))
+
+
+def warm_up() -> str:
+    """Compile every kernel for this machine now (or load them from numba's cache) with a tiny model,
+    so the first generation does not wait; returns the backend (``make install`` runs this)."""
+    from charpoet.config import ModelConfig
+    from charpoet.sampling import SamplingOptions
+
+    stepper = Stepper(RNNLM(ModelConfig(vocab_size=3, rnn_size=4, num_layers=2, embedding_size=2)))
+    logits, state = stepper.feed(np.array([0, 1]))
+    sampler = Sampler(SamplingOptions(seed=0), 3)
+    stepper.decode(sampler, logits, state, 2)
+    sampler.pick(logits)
+    stepper.step(np.zeros(COMPILED_MAX_STREAMS + 1, np.int64), stepper.repeat(state, COMPILED_MAX_STREAMS + 1))
+    return stepper.backend
+
+
+if __name__ == "__main__":
+    print(f"generation kernels ready: {warm_up()} backend")
