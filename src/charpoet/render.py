@@ -22,7 +22,7 @@ from charpoet.attribution_types import Attribution, Span
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-__all__ = ["palette", "to_html", "to_plain", "to_rich"]
+__all__ = ["copy_summary", "palette", "to_html", "to_plain", "to_rich"]
 
 # Light, clearly different colours (from ColorBrewer Set3/Set2 and Tableau 20); each keeps black
 # text at a contrast ratio >= 7 (WCAG AAA) and any two differ by > 45 in RGB distance.
@@ -191,3 +191,11 @@ def to_plain(attribution: Attribution) -> str:
         piece if span is None else f"[{colours[span.source][0]}>{piece}<]"
         for piece, span in _pieces(attribution)
     )
+
+
+def copy_summary(attribution: Attribution) -> str:
+    """One line for a pipe or a log: ``31.5% copied verbatim (2 spans of 20+ chars, longest 42 from Hamlet)``."""
+    att, longest = attribution, attribution.longest
+    where = f", longest {longest.length} from {att.sources[longest.source].title}" if longest else ""
+    spans = f"{len(att.spans)} span{'' if len(att.spans) == 1 else 's'}"
+    return f"{att.copy_rate:.1%} copied verbatim ({spans} of {att.min_len}+ chars{where})"

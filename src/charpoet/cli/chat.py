@@ -143,11 +143,10 @@ class _Session:
         out.flush()
         if self.highlight:
             n = len(self.conv.turns)
+            from charpoet.render import copy_summary
+
             att = self.index().attribute(self.conv.turns[-1].answer, self.min_quote)
-            longest = att.longest
-            where = f", longest {longest.length} from {att.sources[longest.source].title}" if longest else ""
-            say(f"turn {n}: {att.copy_rate:.1%} copied verbatim ({len(att.spans)} spans of "
-                f"{self.min_quote}+ chars{where})")
+            say(f"turn {n}: {copy_summary(att)}")
 
     def _live(self, stream: Any) -> None:
         from rich.live import Live

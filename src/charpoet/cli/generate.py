@@ -73,12 +73,11 @@ def generate(
         samples = _plain(stream, prime, num_samples)
     attributions = [index.attribute(s, min_quote) for s in samples] if index is not None else []
     if highlight and not console.is_terminal:
+        from charpoet.render import copy_summary
+
         for i, att in enumerate(attributions, 1):
-            longest = att.longest
-            where = f", longest {longest.length} from {att.sources[longest.source].title}" if longest else ""
             label = f"sample {i}: " if num_samples > 1 else ""
-            print(f"{label}{att.copy_rate:.1%} copied verbatim ({len(att.spans)} spans of {min_quote}+ chars{where})",
-                  file=sys.stderr)
+            print(f"{label}{copy_summary(att)}", file=sys.stderr)
     if html is not None:
         from charpoet.render import to_html
 
