@@ -199,3 +199,57 @@ def test_without_numba_the_torch_path_writes_the_same_text(trained_run, monkeypa
     plain = load(trained_run)
     assert plain.stepper.backend == "torch" and not plain.sampler(SamplingOptions()).compiled
     assert plain.generate("ROMEO:", length=200, temperature=0.9, top_k=20, seed=3, num_samples=2) == expected
+
+
+def test_token_ids_are_checked_and_never_written_through(backend):
+    stepper = Stepper(make_model(), backend)
+    frozen = np.array([1, 2, 3])
+    frozen.flags.writeable = False  # e.g. a cached prime, np.frombuffer or a memmap
+    logits, state = stepper.feed(frozen)
+    stepper.step(frozen[:1], state)
+    for bad in ([40], [-1]):
+        with pytest.raises(ValueError, match="token ids"):
+            stepper.step(np.array(bad), state)
+        with pytest.raises(ValueError, match="token ids"):
+            stepper.feed(np.array([0, *bad]))
+
+
+def test_the_stepper_is_a_snapshot_of_the_weights(backend):
+    model = make_model()
+    stepper = Stepper(model, backend)
+    before, _ = stepper.feed(np.array([1, 2]))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    np.testing.assert_array_equal(stepper.feed(np.array([1, 2]))[0], before)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_non_finite_logits_are_an_error_not_garbage(compiled, backend):
+    from charpoet.errors import CheckpointError
+
+    for bad in (np.nan, np.inf):
+        logits = LOGITS.copy()
+        logits[0, 2] = bad
+        with pytest.raises(CheckpointError, match="not finite"):
+            Sampler(SamplingOptions(temperature=0.7, seed=1), 8, compiled=compiled).pick(logits)
+    model = make_model()
+    with torch.no_grad():
+        model.head.bias[3] = float("nan")
+    stepper = Stepper(model, backend)
+    logits, state = stepper.feed(np.array([1]))
+    with pytest.raises(CheckpointError, match="not finite"):
+        stepper.decode(Sampler(SamplingOptions(seed=0), 40, compiled=compiled), logits, state, 10)
+
+
+def test_options_are_keyword_only_and_typed():
+    from charpoet.chat import ChatOptions
+    from charpoet.errors import ConfigError
+    from charpoet.sample import SampleOptions
+
+    for cls in (SamplingOptions, SampleOptions, ChatOptions):
+        with pytest.raises(TypeError):
+            cls(0.8)
+    with pytest.raises(ConfigError, match="--top-k must be a whole number"):
+        SamplingOptions(top_k=2.5).validate()
+    assert SamplingOptions(temperature=np.float32(0.5), top_k=np.int64(3)).validate().top_k == 3

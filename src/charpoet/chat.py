@@ -49,7 +49,7 @@ _ENDS_SENTENCE = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s\Z")
 _ENDS_BLANK_LINE = re.compile(r"\n[^\S\n]*\n\Z")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChatOptions(SamplingOptions):
     """``SamplingOptions`` (temperature, top_k, top_p, seed: at creation and on reset) plus when an
     answer ends and what frames each turn."""

@@ -163,13 +163,16 @@ def run(tokens, draw, finish, logits, h, c, cell, table, w_ih0, w_ih, w_hh, b_in
     except after the last round when ``finish``. The output layer runs only where its logits are
     used: in the last round, or in every round when drawing. So: a prime is ``draw=False``
     (T, 1); one step is ``draw=False`` (1, N); generation is ``draw=True``; one draw alone is
-    ``draw=True, finish=True`` (1, N).
+    ``draw=True, finish=True`` (1, N). Returns False, at once, if a row of logits is not finite.
     """
     h2, c2 = np.empty_like(h), np.empty_like(c)
     rounds = tokens.shape[0]
     for t in range(rounds):
         if draw:
             draw_rows(logits, temperature, top_k, top_p, banned, uniforms[t], tokens[t])
+            for s in range(tokens.shape[1]):
+                if tokens[t, s] < 0:
+                    return False  # non-finite logits: the caller raises
         if finish and t == rounds - 1:
             break
         out = logits if (draw or t == rounds - 1) else logits[:0]
@@ -177,6 +180,7 @@ def run(tokens, draw, finish, logits, h, c, cell, table, w_ih0, w_ih, w_hh, b_in
         h[:] = h2
         if cell == LSTM:  # a GRU's c is its h
             c[:] = c2
+    return True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -222,7 +226,7 @@ def draw_rows(logits, temperature, top_k, top_p, banned, uniforms, out):
     The same arithmetic as the numpy reference, row by row in float64 (no fast-math, so the
     two agree): banned ids removed (unless that removes all), temperature 0 = argmax, else
     p ~ exp((logit - max) / T) restricted to top-k and top-p, and the token where the
-    cumulative sum first exceeds ``uniforms[row]`` x total.
+    cumulative sum first exceeds ``uniforms[row]`` x total; -1 for a row with NaN or +inf.
     """
     n_rows, vocab = logits.shape
     x = np.empty(vocab, np.float64)
@@ -233,12 +237,17 @@ def draw_rows(logits, temperature, top_k, top_p, banned, uniforms, out):
         if not banned[v]:
             allowed += 1
     for row in range(n_rows):
+        finite = True
         for v in range(vocab):
             x[v] = -np.inf if (banned[v] and allowed > 0) else np.float64(logits[row, v])
+            finite = finite and not (np.isnan(x[v]) or x[v] == np.inf)
         best = 0
         for v in range(vocab):
             if x[v] > x[best]:
                 best = v
+        if not finite or x[best] == -np.inf:
+            out[row] = -1  # NaN or infinite logits: no token
+            continue
         if temperature == 0.0:
             out[row] = best
             continue

@@ -1,6 +1,6 @@
 """The generation core's model half: a trained ``RNNLM`` prepared once to advance streams token by token.
 
-    stepper = Stepper(model)                        # weights copied and rearranged once
+    stepper = Stepper(model)                        # a snapshot of the weights, rearranged once
     logits, state = stepper.feed(prime_ids)         # one stream: (1, V) logits after the prime
     state = stepper.repeat(state, 8)                # the same state for 8 streams
     logits, state = stepper.step(next_ids, state)   # (8,) ids -> (8, V) logits and the next state
@@ -8,14 +8,16 @@
 Logits are float32 numpy arrays on the host, ready for ``charpoet.sampling.Sampler``; a state is a
 tuple like ``RNNLM``'s, ``(h, c)`` for an LSTM and ``(h,)`` for a GRU, each (L, N, H): numpy
 float32 on the CPU, torch tensors on an accelerator. ``step`` never changes the state it is given,
-so a caller may keep old states (chat's undo) without copying.
+so a caller may keep old states (chat's undo) without copying. A stepper holds no other mutable
+state, so threads may share one.
 
 Backends, chosen by measurement (README, "Generation speed"):
 - ``compiled`` (CPU with numba): ``charpoet.kernels.run`` reads each weight once per stream, with
-  the embedding folded into layer 0's input projection (a (V, G*H) table, when it is at most 64 MiB).
-  Used for up to ``COMPILED_MAX_STREAMS`` streams, where matrix-vector products are memory-bound.
-- ``torch``: ``torch.lstm_cell``/``torch.gru_cell`` per layer, so many streams share each weight
-  read as one matrix product; the path for many streams, for accelerators, and without numba.
+  the embedding folded into layer 0's input projection (a (V, G*H) table, when it is at most 64 MiB);
+  ``decode`` runs its whole loop, sampling included, in compiled code. That is for up to
+  ``COMPILED_MAX_STREAMS`` streams, where matrix-vector products are bound by memory; for more,
+  each layer is one multi-threaded matrix product (torch) for all streams, then compiled cells.
+- ``torch``: ``torch.lstm_cell``/``torch.gru_cell`` per layer; for accelerators and without numba.
 Primes are fed without computing logits until the last token: by the compiled kernel in constant
 memory, or by the torch layers over chunks of ``FEED_CHUNK`` tokens.
 """
@@ -30,7 +32,6 @@ import torch
 import torch.nn.functional as F
 
 from charpoet.model import RNNLM
-from charpoet.model import _run as run_layer
 from charpoet.sampling import Sampler, kernels
 
 State = tuple[Any, ...]
@@ -55,9 +56,8 @@ class Stepper:
         cfg = model.config
         self.cell, self.num_layers, self.rnn_size, self.vocab_size = cfg.cell, cfg.num_layers, cfg.rnn_size, cfg.vocab_size
         self.state_size = model.state_size
-        self._model = model
-        with torch.no_grad():
-            params = {k: v.detach().float() for k, v in model.state_dict().items()}
+        with torch.no_grad():  # a snapshot: later changes to the model's weights do not reach it
+            params = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
         self._torch = params  # float32, on the model's device
         if self.backend == "compiled":
             self._arrays = _compiled_weights(params, cfg)
@@ -79,7 +79,7 @@ class Stepper:
     # --- stepping ----------------------------------------------------------------------------
     def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """(N,) token ids and a state of N streams -> (N, V) logits and the new state."""
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        tokens = self._tokens(tokens)
         if self.backend == "torch":
             return self._step_torch(tokens, state)
         if len(tokens) <= COMPILED_MAX_STREAMS:
@@ -95,12 +95,13 @@ class Stepper:
         compiled backend the whole loop runs in compiled code.
         """
         n = logits.shape[0]
-        if self.backend == "compiled" and n <= COMPILED_MAX_STREAMS and sampler.compiled:
+        if self.fused(n) and sampler.compiled:
             out = np.empty((length, n), np.int64)
             logits = np.array(logits, dtype=np.float32, order="C")  # updated in place
             h, c = self._state_arrays(state, copy=True)
-            kernels.run(out, True, finish, logits, h, c, *self._arrays, *sampler.kernel_args(),
-                        sampler.uniforms((length, n)))
+            if not kernels.run(out, True, finish, logits, h, c, *self._arrays, *sampler.kernel_args(),
+                               sampler.uniforms((length, n))):
+                sampler.pick(logits)  # the logits are not finite: raises the sampler's error
             return out, logits, self._pack(h, c)
         out = np.empty((length, n), np.int64)
         for t in range(length):
@@ -112,13 +113,24 @@ class Stepper:
     def feed(self, tokens: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
         """Run one stream through ``tokens`` (T >= 1,) from ``state`` (zeros if None) -> (1, V) logits
         after the last token, and the state."""
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        tokens = self._tokens(tokens)
         if len(tokens) == 0:
             raise ValueError("feed needs at least one token")
         state = self.init_state(1) if state is None else state
         if self.backend == "compiled":
             return self._run_given(tokens[:, None], state)
         return self._feed_torch(tokens, state)
+
+    def fused(self, streams: int) -> bool:
+        """Whether ``decode`` runs its whole loop in compiled code for this many streams."""
+        return self.backend == "compiled" and streams <= COMPILED_MAX_STREAMS
+
+    def _tokens(self, tokens: Any) -> np.ndarray:
+        """A fresh, writable int64 copy of ``tokens``, each a valid id (compiled code does not check)."""
+        tokens = np.array(tokens, dtype=np.int64, copy=True, ndmin=1)
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ValueError(f"token ids must be in [0, {self.vocab_size}), got {tokens.min()}..{tokens.max()}")
+        return tokens
 
     def _state_arrays(self, state: State, copy: bool = False) -> tuple[np.ndarray, np.ndarray]:
         h = np.array(state[0], dtype=np.float32, copy=copy or None, order="C")
@@ -199,19 +211,24 @@ class Stepper:
 
     @torch.no_grad()
     def _feed_torch(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        model, on_host = self._model, isinstance(state[0], np.ndarray)
+        p, on_host = self._torch, isinstance(state[0], np.ndarray)
         ids = torch.as_tensor(tokens, device=self.device).unsqueeze(0)  # (1, T)
         state = tuple(torch.as_tensor(s, device=self.device) for s in state)  # each (L, 1, H)
-        layer_states = [tuple(s[i:i + 1].contiguous() for s in state) for i in range(self.num_layers)]
-        for start in range(0, ids.shape[1], FEED_CHUNK):  # the layers' own fused kernels, chunk by chunk
-            x = model.embedding(ids[:, start:start + FEED_CHUNK]).float()  # (1, t, E)
-            for i, rnn in enumerate(model.layers):  # no dropout: RNNLM applies it between layers
-                x, layer_states[i] = run_layer(rnn, x, layer_states[i])  # (1, t, H)
-                if model.norms is not None:
-                    x = model.norms[i](x)
-        p = self._torch
+        layers = [tuple(s[i:i + 1].contiguous() for s in state) for i in range(self.num_layers)]  # (1, 1, H)
+        for start in range(0, ids.shape[1], FEED_CHUNK):  # the fused sequence kernels, chunk by chunk
+            x = F.embedding(ids[:, start:start + FEED_CHUNK], p["embedding.weight"])  # (1, t, E)
+            for i in range(self.num_layers):
+                weights = [p[f"layers.{i}.{name}_l0"] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                if self.cell == "lstm":  # torch.lstm/gru: what nn.LSTM/nn.GRU call, here on the snapshot
+                    x, h, c = torch.lstm(x, layers[i], weights, True, 1, 0.0, False, False, True)
+                    layers[i] = (h, c)
+                else:
+                    x, h = torch.gru(x, layers[i][0], weights, True, 1, 0.0, False, False, True)
+                    layers[i] = (h,)
+                if f"norms.{i}.weight" in p:
+                    x = F.layer_norm(x, (self.rnn_size,), p[f"norms.{i}.weight"], p[f"norms.{i}.bias"])
         logits = F.linear(x[:, -1], p["head.weight"], p["head.bias"])  # (1, V): the last token only
-        out = tuple(torch.cat([ls[k] for ls in layer_states]) for k in range(self.state_size))  # (L, 1, H)
+        out = tuple(torch.cat([ls[k] for ls in layers]) for k in range(self.state_size))  # (L, 1, H)
         if on_host:
             return logits.numpy(), tuple(s.numpy() for s in out)
         return logits.cpu().numpy(), out
@@ -220,7 +237,7 @@ class Stepper:
 def _compiled_weights(p: dict[str, torch.Tensor], cfg: Any) -> tuple[Any, ...]:
     """The kernels' weight arguments, from ``cell`` on; see ``charpoet.kernels._step``."""
     def arr(t: torch.Tensor) -> np.ndarray:
-        return np.ascontiguousarray(t.cpu().numpy(), dtype=np.float32)
+        return np.array(t.cpu().numpy(), dtype=np.float32, order="C", copy=True)
 
     L, H = cfg.num_layers, cfg.rnn_size
     gates = 4 if cfg.cell == "lstm" else 3
