@@ -233,13 +233,14 @@ def test_non_finite_logits_are_an_error_not_garbage(compiled, backend):
         logits[0, 2] = bad
         with pytest.raises(CheckpointError, match="not finite"):
             Sampler(SamplingOptions(temperature=0.7, seed=1), 8, compiled=compiled).pick(logits)
-    model = make_model()
-    with torch.no_grad():
-        model.head.bias[3] = float("nan")
-    stepper = Stepper(model, backend)
-    logits, state = stepper.feed(np.array([1]))
-    with pytest.raises(CheckpointError, match="not finite"):
-        stepper.decode(Sampler(SamplingOptions(seed=0), 40, compiled=compiled), logits, state, 10)
+    for damaged in ("head.bias", "layers.0.weight_hh_l0"):  # NaN straight into the logits, or through the cells
+        model = make_model()
+        with torch.no_grad():
+            model.get_parameter(damaged).view(-1)[3] = float("nan")
+        stepper = Stepper(model, backend)
+        logits, state = stepper.feed(np.array([1, 2]))
+        with pytest.raises(CheckpointError, match="not finite"):
+            stepper.decode(Sampler(SamplingOptions(seed=0), 40, compiled=compiled), logits, state, 10)
 
 
 def test_options_are_keyword_only_and_typed():
