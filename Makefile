@@ -1,6 +1,7 @@
 # charpoet: two commands do all the set-up.
 #   make demo   creates .venv, installs charpoet, fetches the built-in Shakespeare corpus,
-#               trains a small model for 3 minutes on the CPU and generates from it
+#               trains a model sized to 3 minutes of this CPU (samples every minute) and
+#               generates from it, verbatim copies of Shakespeare highlighted
 #   make test   creates/updates .venv with the dev extras and runs the whole test suite
 
 PYTHON ?= python3
@@ -31,9 +32,11 @@ demo: install
 	@echo "== training on the built-in Shakespeare corpus for $(DEMO_MINUTES) minutes (fresh run in $(DEMO)) =="
 	rm -rf $(DEMO)
 	$(BIN)/charpoet train --checkpoint-path $(DEMO) --max-minutes $(DEMO_MINUTES) \
-		--stats-every 1m --snapshot-every 1m --sample-every 1m --sample-below-loss 2.0
+		--stats-every 1m --snapshot-every 1m --sample-every 1m --sample-below-loss 2.5 \
+		--sample-temperatures 0.5,0.8 --sample-length 300
 	@echo "== generating from $(DEMO) =="
-	$(BIN)/charpoet generate --checkpoint-path $(DEMO) --prime "Romeo." --length 600 --temperature 0.7
+	$(BIN)/charpoet generate --checkpoint-path $(DEMO) --prime "ROMEO:" --length 600 --temperature 0.5 \
+		--min-quote 12 --seed 1
 
 test: dev
 	$(BIN)/python -m pytest

@@ -8,7 +8,11 @@
 ``charpoet train`` and with ``plain_loop.py`` in turns, each in a fresh process for the
 same number of seconds, and prints characters/second per round, medians and their ratio.
 
-``quality`` runs ``charpoet train --text-path TEXT --max-minutes 10`` with our defaults
+Both print the 1-minute load average around each run: on a shared machine other processes
+slow PyTorch's OpenMP threads (which the plain loop uses) far more than charpoet's shards.
+
+``quality`` runs ``charpoet train --text-path TEXT --max-minutes 10`` with our defaults (the
+model sized to the budget by the measured speed, see charpoet.sizing)
 (plus ``--stats-every 100steps`` so the curve can be read at 2 and 5 minutes; evaluation time is
 not counted as training time) and prints validation loss/bpc on the whole validation
 split at 2, 5 and 10 minutes of training, and characters/second.
@@ -47,21 +51,33 @@ def plain_loop(text: Path, minutes: float, eval_at: list[float] | None = None) -
     return json.loads(out.strip().splitlines()[-1])
 
 
+def load() -> str:
+    """The 1-minute load average: other processes on the machine slow both loops, unevenly."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
 def speed(args: argparse.Namespace) -> None:
     minutes = args.seconds / 60
-    ours, plain = [], []
+    ours, plain, ratios = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
+            before = load()
             p = plain_loop(args.text, minutes)["chars_per_sec"]
+            between = load()
             history = charpoet_train(args.text, minutes, [*SEEDS_SPEC, "--stats-every", "off"], Path(tmp) / f"r{r}")
             last = history[-1]
             c = last["step"] * 64 * 64 / last["elapsed"]
             plain.append(p)
             ours.append(c)
-            print(f"round {r + 1}: plain loop {p:,.0f} chars/s   charpoet {c:,.0f} chars/s   ratio {c / p:.2f}", flush=True)
+            ratios.append(c / p)
+            print(f"round {r + 1}: plain loop {p:,.0f} chars/s   charpoet {c:,.0f} chars/s   ratio {c / p:.2f}"
+                  f"   (load average {before} / {between} / {load()})", flush=True)
     mp, mc = statistics.median(plain), statistics.median(ours)
     print(f"median over {args.rounds} rounds of {args.seconds:g} s: plain loop {mp:,.0f} chars/s, "
-          f"charpoet {mc:,.0f} chars/s, ratio {mc / mp:.2f}")
+          f"charpoet {mc:,.0f} chars/s, ratio of medians {mc / mp:.2f}, median of ratios {statistics.median(ratios):.2f}")
 
 
 def at_minutes(history: list[dict], minutes: float) -> dict | None:
@@ -78,13 +94,18 @@ def quality(args: argparse.Namespace) -> None:
             print(f"plain loop (2x128, Adam 2e-3): {p['chars_per_sec']:,} chars/s; "
                   + ", ".join(f"{m:g} min: val {p[f'val_loss@{m:g}min']:.4f}" for m in marks), flush=True)
         history = charpoet_train(args.text, args.minutes, ["--stats-every", f"{args.eval_every}steps", *args.flags], Path(tmp) / "q")
+        config = json.loads((Path(tmp) / "q" / "config.json").read_text())
     last = history[-1]
-    tokens = last["step"] * 64 * 128  # default batch and sequence length
-    print(f"charpoet defaults {' '.join(args.flags)}: {last['step']} steps, {tokens / last['elapsed']:,.0f} chars/s")
-    for m in marks:
-        h = at_minutes(history, m)
+    m, d = config["model"], config["data"]
+    tokens = last["step"] * d["batch_size"] * d["seq_len"]
+    chosen = " (chosen by auto size)" if m.get("auto_size") else ""
+    print(f"charpoet defaults {' '.join(args.flags)}: {m['num_layers']}x{m['rnn_size']} {m['cell']}, embedding "
+          f"{m['embedding_size']}{chosen}; {last['step']} steps, {tokens / last['elapsed']:,.0f} chars/s")
+    for mark in marks:
+        h = at_minutes(history, mark)
         if h:
-            print(f"  {m:g} min: val loss {h['val_loss']:.4f} nats/char, {h['val_bpc']:.3f} bpc, "
+            versus = f", plain loop {p[f'val_loss@{mark:g}min']:.4f}" if args.with_plain else ""
+            print(f"  {mark:g} min: val loss {h['val_loss']:.4f} nats/char{versus}, {h['val_bpc']:.3f} bpc, "
                   f"accuracy {h['val_accuracy']:.1%} (step {h['step']}, {h['elapsed'] / 60:.1f} min)")
 
 

@@ -6,7 +6,9 @@ annotation, so a run's ``config.json`` is the single source of truth. CLI flags 
 the same names in kebab-case (``rnn_size`` -> ``--rnn-size``).
 
 The defaults are chosen for quality on a laptop CPU: a 2 x 384 LSTM trained with AdamW
-and a cosine schedule reaches about 1.49 nats/char on tiny shakespeare in 10 minutes.
+and a cosine schedule. With a time budget and ``auto_size`` (what the CLI does when
+--max-minutes is given without a model size) the hidden size is chosen from the budget and
+the measured speed instead (``charpoet.sizing``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class ModelConfig:
     drop_rate: float = 0.25  # dropout between layers and before the output layer
     layer_norm: bool = False  # LayerNorm on each layer's output (unfused layers)
     vocab_size: int = 0  # set from the tokenizer when a run is created
+    # With a time budget (TrainConfig.max_minutes), choose rnn_size when the run is created from
+    # the budget and the measured speed (charpoet.sizing); the choice is stored in rnn_size, so a
+    # continued run keeps it. The CLI sets this when --max-minutes is given without a model size.
+    auto_size: bool = False
 
     def validate(self) -> None:
         _choice("cell", self.cell, CELLS)

@@ -56,7 +56,9 @@ class RNNLM(nn.Module):
         shape = (self.config.num_layers, batch_size, self.config.rnn_size)
         return tuple(weight.new_zeros(shape) for _ in range(self.state_size))
 
-    def forward(self, idx: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def forward(self, idx: Tensor, state: State | None = None, *,
+                generator: torch.Generator | None = None) -> tuple[Tensor, State]:
+        """``generator`` is where dropout draws its masks on the CPU (default: torch's global one)."""
         if state is None:
             state = self.init_state(idx.shape[0])
         x = self.embedding(idx)  # (B, T, E)
@@ -67,7 +69,7 @@ class RNNLM(nn.Module):
             x, layer_state = _run(rnn, x, layer_state)  # (B, T, H)
             if self.norms is not None:
                 x = self.norms[i](x)
-            x = fast_dropout(x, p)  # between layers, and before the output layer
+            x = fast_dropout(x, p, generator)  # between layers, and before the output layer
             new_state.append(layer_state)
         logits = self.head(x)  # (B, T, V)
         if len(new_state) == 1:
@@ -96,20 +98,20 @@ def _run(rnn: nn.Module, x: Tensor, state: State) -> tuple[Tensor, State]:
     return out, (h,)
 
 
-def fast_dropout(x: Tensor, p: float) -> Tensor:
+def fast_dropout(x: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
     """Inverted dropout with probability ``p``; on the CPU the mask comes from random words.
 
     Each 64-bit word from ``torch.randint`` gives four 16-bit values, so the mask takes a
     quarter of the generator calls of ``F.dropout`` (the keep probability is rounded to
-    1/65536). Off the CPU this is ``F.dropout``. Both use torch's generator, so a seeded
-    run (and a resumed one, which restores the generator) draws the same masks.
+    1/65536). Off the CPU this is ``F.dropout``. Both use torch's generator (or ``generator``
+    on the CPU), so a seeded run (and a resumed one, which restores it) draws the same masks.
     """
     if p <= 0.0:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, training=True)
     n = x.numel()
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, generator=generator)
     keep = words.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768  # (same as x)
     return x * keep.to(x.dtype) * (1.0 / (1.0 - p))
 

@@ -9,10 +9,15 @@ interval. A non-finite loss or gradient never reaches the weights: the run rolls
 its last snapshot with a lower learning rate. Progress is reported through ``on_event``
 callbacks and ``metrics.jsonl``; nothing here prints. SIGINT/SIGTERM stop the loop after
 the current step and save the last state, so Ctrl-C never loses work.
+
+On the CPU a step (and an evaluation) runs in shards of the batch, one per core
+(``charpoet.shards``); with ``ModelConfig.auto_size`` a new run sizes its model to the time
+budget and the measured speed first (``charpoet.sizing``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -35,8 +40,10 @@ from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig
 from charpoet.corpus import Library, load_data_library
 from charpoet.data import StreamBatches, encode_library, eval_layout
 from charpoet.errors import CharpoetWarning, CheckpointError
-from charpoet.model import RNNLM, State, count_parameters, detach_state, sequence_loss
+from charpoet.model import RNNLM, State, count_parameters, sequence_loss
 from charpoet.resources import require_memory
+from charpoet.shards import ShardedStep, shard_bounds
+from charpoet.sizing import auto_size
 from charpoet.tokenizer import Tokenizer, build_tokenizer
 from charpoet.tuning import tune_allocator
 
@@ -128,27 +135,23 @@ def get_lr(step: int, progress: float, cfg: TrainConfig) -> float:
     return low + 0.5 * (cfg.learning_rate - low) * (1.0 + math.cos(math.pi * ratio))
 
 
-@torch.no_grad()
-def estimate_loss(model: RNNLM, rows: torch.Tensor, chars_per_token: float, chunk: int = 256) -> dict[str, float]:
-    """Stateful pass over (B, L) validation rows: loss (nats/token), bpc, accuracy."""
+def estimate_loss(model: RNNLM, rows: torch.Tensor, chars_per_token: float, chunk: int = 256,
+                  shards: ShardedStep | None = None) -> dict[str, float]:
+    """Stateful pass over (B, L) validation rows: loss (nats/token), bpc, accuracy.
+
+    ``shards`` spreads the rows over its threads (each row is an independent stream).
+    """
     was_training = model.training
     model.eval()
-    device = model.head.weight.device
-    rows = rows.to(device)
-    state: State | None = None
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    count = 0
-    for start in range(0, rows.shape[1] - 1, chunk):
-        x = rows[:, start : start + chunk]
-        y = rows[:, start + 1 : start + chunk + 1]
-        x = x[:, : y.shape[1]]  # (B, t)
-        logits, state = model(x, state)  # (B, t, V)
-        flat = logits.reshape(-1, logits.shape[-1])
-        total_loss += torch.nn.functional.cross_entropy(flat, y.reshape(-1), reduction="sum").double()
-        correct += (flat.argmax(-1) == y.reshape(-1)).sum()
-        count += y.numel()
-    model.train(was_training)
+    rows = rows.to(model.head.weight.device)
+    parts = [rows[a:b] for a, b in shard_bounds(rows.shape[0], shards.shards if shards else 1)]
+    try:
+        sums = shards.map(lambda part: _eval_rows(model, part, chunk), parts) if shards else [_eval_rows(model, rows, chunk)]
+    finally:
+        model.train(was_training)
+    total_loss, correct, count = sums[0]
+    for part_loss, part_correct, part_count in sums[1:]:
+        total_loss, correct, count = total_loss + part_loss, correct + part_correct, count + part_count
     loss = total_loss.item() / count
     return {
         "val_loss": loss,
@@ -156,6 +159,25 @@ def estimate_loss(model: RNNLM, rows: torch.Tensor, chars_per_token: float, chun
         "val_accuracy": correct.item() / count,
         "val_tokens": count,
     }
+
+
+@torch.no_grad()  # (in the calling thread: a shard's thread runs it too)
+def _eval_rows(model: RNNLM, rows: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Summed loss (float64), correct guesses and tokens of a stateful pass over (b, L) rows."""
+    state: State | None = None
+    total_loss = torch.zeros((), dtype=torch.float64, device=rows.device)
+    correct = torch.zeros((), dtype=torch.int64, device=rows.device)
+    count = 0
+    for start in range(0, rows.shape[1] - 1, chunk):
+        x = rows[:, start : start + chunk]
+        y = rows[:, start + 1 : start + chunk + 1]
+        x = x[:, : y.shape[1]]  # (b, t)
+        logits, state = model(x, state)  # (b, t, V)
+        flat = logits.reshape(-1, logits.shape[-1])
+        total_loss += torch.nn.functional.cross_entropy(flat, y.reshape(-1), reduction="sum").double()
+        correct += (flat.argmax(-1) == y.reshape(-1)).sum()
+        count += y.numel()
+    return total_loss, correct, count
 
 
 @contextmanager
@@ -189,6 +211,8 @@ def prepare_run(
     if restore:
         run.require().check_writable()
         stored = run.read_config()
+        if config.model.auto_size:  # the size was chosen when the run was created
+            config = replace(config, model=replace(config.model, rnn_size=stored.model.rnn_size))
         check_compatible(stored, {section: {key: getattr(getattr(config, section), key) for key in keys}
                                   for section, keys in ARCHITECTURE_KEYS.items()})
         config = replace(config, model=replace(config.model, vocab_size=stored.model.vocab_size))
@@ -238,7 +262,7 @@ def train(
     if restore is None:
         restore = run.exists()
     config, library, tokenizer = prepare_run(config, run, restore, library)
-    session = _Session(config, run, library, tokenizer, on_event or (lambda event: None))
+    session = _Session(config, run, library, tokenizer, on_event or (lambda event: None), new_run=not restore)
     try:
         if restore:
             run.remove_stale_temp_files()  # a killed process may have left half-written temp files
@@ -261,6 +285,8 @@ def train(
         fix = "free some space" if exc.disk_full else "fix that"
         raise RunWriteError(f"{exc}; training stopped at step {session.step} and {kept} in {run.path}: "
                             f"{fix} and run the same command again to continue", exc.errno) from None
+    finally:
+        session.stepper.close()  # the thread pool, and the process's intra-op thread count
 
 
 STOP_REASONS = ("epochs", "time", "steps", "interrupted", "early-stop", "diverged")
@@ -270,7 +296,7 @@ class _Session:
     """One training session of a run: the model, optimizer, data and counters."""
 
     def __init__(self, config: RunConfig, run: RunDir, library: Library, tokenizer: Tokenizer,
-                 emit: Callable[[TrainEvent], None]):
+                 emit: Callable[[TrainEvent], None], new_run: bool = True):
         tune_allocator()
         self.run_dir, self.library, self.tokenizer, self.emit = run, library, tokenizer, emit
         self.device = resolve_device(config.train.device)
@@ -280,14 +306,21 @@ class _Session:
         self.batches = StreamBatches(self.data.train.ids, config.data.batch_size, config.data.seq_len, self.device)
         if self.batches.batch_size != config.data.batch_size:  # shrunk to fit a small corpus
             config = replace(config, data=replace(config.data, batch_size=self.batches.batch_size))
+        self.sizing: dict[str, Any] | None = None
+        if new_run and config.model.auto_size and config.train.max_minutes > 0:  # a continued run keeps its size
+            config, self.sizing = auto_size(config, len(self.data.train), self.device, self.dtype)
+            log.info("auto size: %s", self.sizing)
         self.config, self.tc = config, config.train
         self.valid_rows = eval_layout(self.data.valid.ids)
         require_memory(training_memory(config), "training this model with this batch layout",
                        "use a smaller model (--rnn-size, --num-layers, --embedding-size) or batch (--batch-size, --seq-len)",
                        device=self.device)
         self.model = RNNLM(config.model).to(self.device)
+        # fused AdamW: one kernel for all the updates (8x faster than the loop for 2 x 384 on one core)
+        self.fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.learning_rate,
-                                           weight_decay=self.tc.weight_decay)
+                                           weight_decay=self.tc.weight_decay, fused=self.fused or None)
+        self.stepper = ShardedStep(self.model, self.batches.batch_size, self.device, loss_fn=sequence_loss)
         self.budget = self.tc.max_minutes * 60.0
         # Counters: optimizer steps, completed epochs, batch index within the epoch, training seconds.
         self.step, self.epoch, self.cursor, self.elapsed = 0, 0, 0, 0.0
@@ -428,24 +461,21 @@ class _Session:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = self.batches.batch(self.cursor)  # (B, T) each
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            logits, state = self.model(x, self.state)  # (B, T, V)
-        loss = sequence_loss(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, state = self.stepper.step(x, y, self.state, self.dtype)  # sets the gradients
         norm = grad_norm(self.model.parameters(), self.tc.clip_norm)
         if not bool(torch.isfinite(loss) & torch.isfinite(norm)):  # one sync per step
             self.optimizer.zero_grad(set_to_none=True)
             self.bad_value = f"loss {loss.item()}, gradient norm {norm.item()}"
             return None
         self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         self.grad_norm = norm
-        self.state = tuple(s.float() for s in detach_state(state))
+        self.state = state
         self.step += 1
         self.cursor += 1
         if self.cursor == self.batches.steps_per_epoch:  # epoch boundary: the streams restart
             self.epoch, self.cursor, self.state = self.epoch + 1, 0, None
-        return loss.detach()
+        return loss
 
     def roll_back(self) -> bool:
         """Back to the last snapshot with a lower learning rate; False when out of rollbacks."""
@@ -492,7 +522,8 @@ class _Session:
         if train_loss is not None:
             metrics["train_loss"] = train_loss
         if self.valid_rows is not None:
-            metrics.update(estimate_loss(self.model, self.valid_rows, self.data.valid.chars_per_token))
+            metrics.update(estimate_loss(self.model, self.valid_rows, self.data.valid.chars_per_token,
+                                         shards=self.stepper))
         val = metrics.get("val_loss")
         if scheduled:  # the end-of-session evaluation is not one an uninterrupted run would make
             if _improves(val, self.best):
@@ -537,7 +568,8 @@ class _Session:
                 "parameters": self.model.num_parameters(), "train_tokens": len(self.data.train),
                 "valid_tokens": len(self.data.valid), "vocab_size": self.tokenizer.vocab_size,
                 "batch_size": self.batches.batch_size, "steps_per_epoch": self.batches.steps_per_epoch,
-                "sources": len(self.library), "library": self.library.name, "restored": self.step > 0}
+                "sources": len(self.library), "library": self.library.name, "restored": self.step > 0,
+                "model": dataclasses.asdict(self.config.model), "auto_size": self.sizing}
 
     # --- checkpoints --------------------------------------------------------------------
     def snapshot(self, emit: bool = True) -> None:
@@ -575,6 +607,7 @@ class _Session:
             raise CheckpointError(f"{self.run_dir.path / LAST} does not match the run's configuration: {exc}") from None
         for group in self.optimizer.param_groups:  # options that may change on restore
             group["weight_decay"] = self.tc.weight_decay
+            group["fused"], group["foreach"] = self.fused or None, None  # older runs stored none
         if ts.rng_cuda and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ts.rng_cuda[: torch.cuda.device_count()])
         self.state = tuple(h.to(self.device) for h in ts.hidden) if ts.hidden else None

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from charpoet.train import TrainEvent
 
 DATA, MODEL, OPTIM, OUTPUT = "Data", "Model", "Optimisation", "Run and output"
+AUTO_SIZE_DROP_RATE = 0.1  # the default dropout of a model sized to --max-minutes (README, "Training")
 
 
 def _opt(help: str, panel: str, *names: str) -> Any:
@@ -86,8 +87,9 @@ def train(
     if restore and fresh:
         raise ConfigError("give --restore or --fresh, not both")
     overrides = _overrides(given)
+    new_run_overrides = _new_run(overrides, given)
     if JOB in checkpoint_path:
-        new = _apply(RunConfig(), overrides).validate()
+        new = _apply(RunConfig(), new_run_overrides).validate()
         checkpoint_path = expand_job(checkpoint_path, new, corpus_name(new.data))
     location = RunLocation(checkpoint_path)
     location.pull()
@@ -105,7 +107,7 @@ def train(
             texts = load_library(sources.get("text_path"), sources.get("corpus"), sources.get("library"))
         config = _apply(stored, overrides)
     else:
-        config = _apply(RunConfig(), overrides)
+        config = _apply(RunConfig(), new_run_overrides)
     config.validate()
     if fresh and run.exists():  # only once the new run's options and texts are known to be good
         from charpoet.corpus import load_data_library
@@ -195,6 +197,15 @@ def _overrides(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if f.name in given:
                 out[section][f.name] = given[f.name]
     return out
+
+
+def _new_run(overrides: dict[str, dict[str, Any]], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A new run's overrides: with --max-minutes and no model size, the size is chosen from the
+    budget (``charpoet.sizing``) and dropout defaults to ``AUTO_SIZE_DROP_RATE``."""
+    if "max_minutes" not in given or {"rnn_size", "num_layers", "embedding_size"} & given.keys():
+        return overrides
+    model = {"auto_size": True, **({} if "drop_rate" in given else {"drop_rate": AUTO_SIZE_DROP_RATE})}
+    return {**overrides, "model": {**overrides["model"], **model}}
 
 
 def _apply(config: RunConfig, overrides: dict[str, dict[str, Any]]) -> RunConfig:
