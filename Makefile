@@ -18,10 +18,12 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m charpoet.stepper  # compile the generation kernels for this CPU once
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m charpoet.stepper  # compile the generation kernels for this CPU once
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
