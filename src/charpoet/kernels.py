@@ -103,20 +103,57 @@ def _gru_cell(gi, gh, h, h_out):
 
 
 @njit(**_FLAGS)
-def cells(cell, gi, gh, h, c, h_out, c_out, ln_w, ln_b, x):
-    """The cells of one layer for many streams, after the matrix products (``Stepper``'s batched path):
-    gi (N, G*H) input pre-activations (for an LSTM including the recurrent product), gh (N, G*H)
-    a GRU's recurrent ones; h, c, h_out, c_out (N, H); x (N, H) the layer's output (layer-normed
-    when ``ln_w`` (H,) has entries)."""
-    for s in range(gi.shape[0]):
+def cells(cell, gi, gh, b_i, b_h, h, c, h_out, c_out, ln_w, ln_b, x):
+    """The cells of one layer for many streams after its matrix products, feature-major (``Stepper``'s
+    batched path): every array is (features, N), so each loop runs along the streams.
+
+    gi (G*H, N) input pre-activations, for an LSTM including the recurrent product; gh (G*H, N) a
+    GRU's recurrent ones; b_i, b_h (G*H,) biases to add to them (no entries: none); h, c, h_out,
+    c_out, x (H, N): the state in and out and the layer's output, layer-normed over the features
+    when ``ln_w`` (H,) has entries (else ``x`` = ``h_out``).
+    """
+    hidden, streams = h.shape
+    for j in range(hidden):
         if cell == LSTM:
-            _lstm_cell(gi[s], c[s], h_out[s], c_out[s])
+            bi = bf = bg = bo = np.float32(0.0)
+            if b_i.shape[0]:
+                bi, bf, bg, bo = b_i[j], b_i[hidden + j], b_i[2 * hidden + j], b_i[3 * hidden + j]
+            for s in range(streams):
+                i_gate = _sigmoid(gi[j, s] + bi)
+                f_gate = _sigmoid(gi[hidden + j, s] + bf)
+                g_gate = _tanh(gi[2 * hidden + j, s] + bg)
+                o_gate = _sigmoid(gi[3 * hidden + j, s] + bo)
+                cj = f_gate * c[j, s] + i_gate * g_gate
+                c_out[j, s] = cj
+                h_out[j, s] = o_gate * _tanh(cj)
         else:
-            _gru_cell(gi[s], gh[s], h[s], h_out[s])
-        if ln_w.shape[0]:
-            _layer_norm(h_out[s], ln_w, ln_b, x[s])
-        else:
-            x[s] = h_out[s]
+            br = bz = bn = hr = hz = hn = np.float32(0.0)
+            if b_i.shape[0]:
+                br, bz, bn = b_i[j], b_i[hidden + j], b_i[2 * hidden + j]
+            if b_h.shape[0]:
+                hr, hz, hn = b_h[j], b_h[hidden + j], b_h[2 * hidden + j]
+            for s in range(streams):
+                r_gate = _sigmoid(gi[j, s] + br + gh[j, s] + hr)
+                z_gate = _sigmoid(gi[hidden + j, s] + bz + gh[hidden + j, s] + hz)
+                n_gate = _tanh(gi[2 * hidden + j, s] + bn + r_gate * (gh[2 * hidden + j, s] + hn))
+                h_out[j, s] = (np.float32(1.0) - z_gate) * n_gate + z_gate * h[j, s]
+    if ln_w.shape[0] == 0:
+        x[:] = h_out
+        return
+    mean = np.zeros(streams, np.float32)
+    var = np.zeros(streams, np.float32)
+    for j in range(hidden):
+        for s in range(streams):
+            mean[s] += h_out[j, s]
+    mean /= np.float32(hidden)
+    for j in range(hidden):
+        for s in range(streams):
+            d = h_out[j, s] - mean[s]
+            var[s] += d * d
+    inv = np.float32(1.0) / np.sqrt(var / np.float32(hidden) + np.float32(1e-5))
+    for j in range(hidden):
+        for s in range(streams):
+            x[j, s] = (h_out[j, s] - mean[s]) * inv[s] * ln_w[j] + ln_b[j]
 
 
 @njit(**_FLAGS)

@@ -32,7 +32,7 @@ from charpoet.tokenizer import Tokenizer
 from charpoet.train import resolve_device
 
 
-DECODE_CHUNK = 64  # most tokens per call into the compiled generation loop (~5 ms for a 2 x 256 model)
+DECODE_CHUNK = 64  # most tokens per call into the compiled backend's decode (~5 ms for one stream of 2 x 256)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +105,7 @@ class LanguageModel:
         if n > 1:
             logits, state = np.repeat(logits, n, axis=0), stepper.repeat(state, n)  # (N, V)
         done, chunk = 0, 1
-        most = DECODE_CHUNK if stepper.fused(n) else 1  # compiled loops in chunks; others token by token
+        most = DECODE_CHUNK if stepper.backend == "compiled" else 1  # compiled: in chunks; torch: token by token
         while done < opts.length:  # chunks of 1, 2, 4, ... 64 tokens: the first text comes at once
             k = min(chunk, opts.length - done)
             ids, logits, state = stepper.decode(sampler, logits, state, k, finish=done + k == opts.length)

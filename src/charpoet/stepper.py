@@ -16,7 +16,8 @@ Backends, chosen by measurement (README, "Generation speed"):
   the embedding folded into layer 0's input projection (a (V, G*H) table, when it is at most 64 MiB);
   ``decode`` runs its whole loop, sampling included, in compiled code. That is for up to
   ``COMPILED_MAX_STREAMS`` streams, where matrix-vector products are bound by memory; for more,
-  each layer is one multi-threaded matrix product (torch) for all streams, then compiled cells.
+  each layer is one multi-threaded matrix product (numpy's BLAS) for all streams, feature-major,
+  then compiled cells (``_FeatureMajor``).
 - ``torch``: ``torch.lstm_cell``/``torch.gru_cell`` per layer; for accelerators and without numba.
 Primes are fed without computing logits until the last token: by the compiled kernel in constant
 memory, or by the torch layers over chunks of ``FEED_CHUNK`` tokens.
@@ -91,8 +92,9 @@ class Stepper:
         """``length`` rounds of drawing a token per stream with ``sampler`` and stepping with it
         (not after the last draw when ``finish``) -> ids (length, N), the logits and the state after.
 
-        The same tokens as alternating ``sampler.pick`` and ``step``; for a few streams on the
-        compiled backend the whole loop runs in compiled code.
+        The same tokens as alternating ``sampler.pick`` and ``step``. On the compiled backend the
+        whole loop runs in compiled code for a few streams; for more, the state stays feature-major
+        (``_FeatureMajor``) from one step to the next.
         """
         n = logits.shape[0]
         if self.fused(n) and sampler.compiled:
@@ -104,11 +106,16 @@ class Stepper:
                 sampler.pick(logits)  # the logits are not finite: raises the sampler's error
             return out, logits, self._pack(h, c)
         out = np.empty((length, n), np.int64)
+        batch = _FeatureMajor(self, state) if self.backend == "compiled" and n > COMPILED_MAX_STREAMS else None
         for t in range(length):
             out[t] = sampler.pick(logits)
-            if not (finish and t == length - 1):
+            if finish and t == length - 1:
+                break
+            if batch is not None:  # many streams: the state stays feature-major between steps
+                logits = batch.step(out[t])
+            else:
                 logits, state = self.step(out[t], state)
-        return out, logits, state
+        return out, logits, batch.state() if batch is not None else state
 
     def feed(self, tokens: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
         """Run one stream through ``tokens`` (T >= 1,) from ``state`` (zeros if None) -> (1, V) logits
@@ -148,45 +155,16 @@ class Stepper:
         return logits, self._pack(h, c)
 
     def _step_batched(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        """Many streams on the CPU: each weight read once per step by one matrix product per layer
-        (numpy's BLAS, multi-threaded; faster than torch's for these shapes), then compiled cells."""
-        cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b = self._arrays
-        h, c = self._state_arrays(state)
-        n, lstm, H = len(tokens), self.cell == "lstm", self.rnn_size
-        h_out = np.empty_like(h)
-        c_out = np.empty_like(c) if lstm else h_out
-        x = np.empty((n, H), np.float32)  # (N, H) a layer's output
-        xh = np.empty((n, 2 * H), np.float32)  # (N, 2H) an LSTM layer's input and state
-        gates = np.empty((n, w_hh.shape[1]), np.float32)  # (N, G*H)
-        gh = np.empty_like(gates) if not lstm else gates  # a GRU's recurrent products
-        no_norm = np.zeros(0, np.float32)
-        for i in range(self.num_layers):
-            if i == 0:
-                gi = np.take(table, tokens, axis=0)  # the folded input projection, or the embeddings
-                if w_ih0.shape[0]:
-                    gi = np.matmul(gi, w_ih0.T) + b_in[0]
-                if lstm:
-                    gi += np.matmul(h[0], w_hh[0].T, out=gates)
-            elif lstm:  # one product for both: [x h] @ [W_ih W_hh]^T
-                xh[:, :H], xh[:, H:] = x, h[i]
-                gi = np.matmul(xh, self._stacked_weights[i - 1].T, out=gates)
-                gi += b_in[i]
-            else:
-                gi = np.matmul(x, w_ih[i - 1].T) + b_in[i]
-            if not lstm:
-                np.matmul(h[i], w_hh[i].T, out=gh)
-                gh += b_hh[i]
-            norm = (ln_w[i], ln_b[i]) if ln_w.shape[0] else (no_norm, no_norm)
-            kernels.cells(cell, gi, gh, h[i], c[i], h_out[i], c_out[i], *norm, x)
-        logits = np.matmul(x, head_w.T)  # (N, V)
-        logits += head_b
-        return logits, self._pack(h_out, c_out)
+        batch = _FeatureMajor(self, state)
+        return batch.step(tokens), batch.state()
 
     @cached_property
-    def _stacked_weights(self) -> list[np.ndarray]:
-        """[W_ih W_hh] (G*H, 2H) of each LSTM layer after the first, for the batched path."""
-        _, _, _, w_ih, w_hh = self._arrays[:5]
-        return [np.concatenate([w_ih[i - 1], w_hh[i]], axis=1) for i in range(1, self.num_layers)]
+    def _batched_weights(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """For the batched path: layer 0's input table transposed to (G*H or E, V), and [W_ih W_hh]
+        (G*H, 2H) of each LSTM layer after the first (one matrix product for input and state)."""
+        _, table, _, w_ih, w_hh = self._arrays[:5]
+        stacked = [np.concatenate([w_ih[i - 1], w_hh[i]], axis=1) for i in range(1, self.num_layers)]
+        return np.ascontiguousarray(table.T), stacked if self.cell == "lstm" else []
 
     @torch.no_grad()
     def _step_torch(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
@@ -235,6 +213,62 @@ class Stepper:
         if on_host:
             return logits.numpy(), tuple(s.numpy() for s in out)
         return logits.cpu().numpy(), out
+
+
+class _FeatureMajor:
+    """Many streams' state on the compiled backend's batched path, laid out (features, N).
+
+    Each layer's products are then W @ [x; h] with the streams along the rows' inner dimension
+    (the faster orientation for BLAS here), and the cells run along the streams. Layer i keeps two
+    (2H, N) buffers, [x; h]: its input x (written by the layer below in this step) over its state
+    h; a step reads one and writes the new h into the other, so nothing is copied between layers
+    or steps. The state converts back to (L, N, H) only when asked for.
+    """
+
+    def __init__(self, stepper: Stepper, state: State):
+        self.s = stepper
+        h, c = stepper._state_arrays(state)
+        L, N, H = h.shape
+        self.H = H
+        self.xh = np.empty((L, 2, 2 * H, N), np.float32)  # [layer, buffer]: rows :H input x, rows H: state h
+        self.c = np.empty((L, 2, H, N), np.float32)  # an LSTM's cell state
+        self.xh[:, 0, H:] = h.transpose(0, 2, 1)
+        if stepper.state_size == 2:
+            self.c[:, 0] = c.transpose(0, 2, 1)
+        self.top = np.empty((H, N), np.float32)  # the last layer's output
+        self.now = 0
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """Advance every stream by ``tokens`` (N,) -> (N, V) logits."""
+        st, H, now, nxt = self.s, self.H, self.now, 1 - self.now
+        cell, _, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b = st._arrays
+        table_t, stacked = st._batched_weights
+        lstm, none = st.cell == "lstm", np.zeros(0, np.float32)
+        for i in range(st.num_layers):
+            xh, h = self.xh[i, now], self.xh[i, now, H:]
+            if i == 0:
+                inputs = np.take(table_t, tokens, axis=1)  # (G*H, N) folded projection (bias in), or (E, N)
+                gi = np.matmul(w_ih0, inputs) if w_ih0.shape[0] else inputs
+                b_i = b_in[0] if w_ih0.shape[0] else none
+                if lstm:
+                    gi += np.matmul(w_hh[0], h)
+            elif lstm:
+                gi, b_i = np.matmul(stacked[i - 1], xh), b_in[i]  # [W_ih W_hh] @ [x; h]
+            else:
+                gi, b_i = np.matmul(w_ih[i - 1], xh[:H]), b_in[i]
+            gh, b_h = (gi, none) if lstm else (np.matmul(w_hh[i], h), b_hh[i])
+            out = self.xh[i + 1, now, :H] if i + 1 < st.num_layers else self.top  # the next layer's input
+            norm = (ln_w[i], ln_b[i]) if ln_w.shape[0] else (none, none)
+            kernels.cells(cell, gi, gh, b_i, b_h, h, self.c[i, now], self.xh[i, nxt, H:], self.c[i, nxt], *norm, out)
+        self.now = nxt
+        logits = np.matmul(head_w, self.top).T  # (N, V), a view of (V, N)
+        return np.add(logits, head_b, order="C")
+
+    def state(self) -> State:
+        """The (L, N, H) state, copied out."""
+        h = np.ascontiguousarray(self.xh[:, self.now, self.H:].transpose(0, 2, 1))
+        c = np.ascontiguousarray(self.c[:, self.now].transpose(0, 2, 1))
+        return self.s._pack(h, c)
 
 
 def _compiled_weights(p: dict[str, torch.Tensor], cfg: Any) -> tuple[Any, ...]:
