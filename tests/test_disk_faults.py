@@ -382,7 +382,9 @@ def _env() -> dict[str, str]:
 def test_a_disk_that_really_fills_up(tmp_path, tiny_corpus):
     disk, out = tmp_path / "disk", tmp_path / "out"
     disk.mkdir(), out.mkdir()
-    cmd = [sys.executable, "-m", "charpoet", "train", "--text-path", str(tiny_corpus), *SMALL]
+    # 20 epochs: the run goes on long after its fifth snapshot, where the script stops it (a whole
+    # epoch of this model can take less than one of the script's polls)
+    cmd = [sys.executable, "-m", "charpoet", "train", "--text-path", str(tiny_corpus), *SMALL, "--num-epochs", "20"]
     done = subprocess.run(["unshare", "-rm", sys.executable, "-c", FILL_THE_DISK, str(disk), str(out), *cmd],
                           capture_output=True, text=True, timeout=900, env=_env())
     assert done.stdout.split() == ["2", "0"], done.stdout + done.stderr[-3000:]
@@ -396,7 +398,7 @@ def test_a_disk_that_really_fills_up(tmp_path, tiny_corpus):
     assert "continuing" in rerun_err
     rd = assert_intact(out / "after-rerun")
     _, meta = rd.load_tensors(LAST)
-    assert meta["trainer"]["step"] == meta["trainer"]["steps_per_epoch"]  # its one epoch, finished
+    assert meta["trainer"]["step"] == 20 * meta["trainer"]["steps_per_epoch"]  # its 20 epochs, finished
 
 
 @pytest.mark.slow
