@@ -37,7 +37,7 @@ demo: install
 		--stats-every 1m --snapshot-every 1m --sample-every 1m --sample-below-loss 2.5 \
 		--sample-temperatures 0.5,0.8 --sample-length 300
 	@echo "== generating from $(DEMO) =="
-	$(BIN)/charpoet generate --checkpoint-path $(DEMO) --prime "ROMEO:" --length 600 --temperature 0.5 \
+	$(BIN)/charpoet generate --checkpoint-path $(DEMO) --prime "ROMEO." --length 600 --temperature 0.5 \
 		--min-quote 12 --seed 1
 
 test: dev
