@@ -75,7 +75,8 @@ class LanguageModel:
 
     @cached_property
     def stepper(self) -> Stepper:
-        """The model prepared for generation, once (``charpoet.stepper``)."""
+        """The model prepared for generation (``charpoet.stepper``): a snapshot of the weights at
+        first use; after changing ``self.model``'s weights, ``del lm.stepper`` to prepare it again."""
         return Stepper(self.model)
 
     def sampler(self, options: SamplingOptions) -> Sampler:
