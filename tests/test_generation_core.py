@@ -98,8 +98,9 @@ def test_long_primes_are_fed_in_chunks(monkeypatch):
 @pytest.mark.parametrize("streams", [1, 2, 5])
 @pytest.mark.parametrize("options", [SamplingOptions(temperature=0), SamplingOptions(temperature=1.3, seed=4),
                                      SamplingOptions(temperature=0.9, top_k=5, top_p=0.8, seed=9)])
-def test_decode_draws_the_same_tokens_as_picking_and_stepping(backend, streams, options):
-    stepper = Stepper(make_model(cell="lstm", layer_norm=True), backend)
+@pytest.mark.parametrize("model", [dict(cell="lstm", layer_norm=True), dict(cell="gru")])
+def test_decode_draws_the_same_tokens_as_picking_and_stepping(backend, streams, options, model):
+    stepper = Stepper(make_model(**model), backend)
     logits, state = stepper.feed(np.array([3, 1, 4, 1, 5]))
     logits, state = np.repeat(logits, streams, axis=0), stepper.repeat(state, streams)
     ids, last_logits, last_state = stepper.decode(Sampler(options, 40, banned=[7]), logits, state, 40, finish=False)
