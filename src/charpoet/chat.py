@@ -138,8 +138,8 @@ class Conversation:
 
     def __init__(self, lm: LanguageModel, options: ChatOptions | None = None):
         self.lm = lm
-        self.options = options or ChatOptions()
-        self._sampler = lm.sampler(self._options)
+        self._sampler = lm.sampler(options or ChatOptions())  # validates them
+        self.options = self._sampler.options
         self.reset()
 
     @property
@@ -155,9 +155,7 @@ class Conversation:
                 self.lm.tokenizer.encode(getattr(value, name))
             except TokenizerError as exc:
                 raise TokenizerError(f"--{name.replace('_', '-')}: {exc}") from None
-        self._options = value
-        if hasattr(self, "_sampler"):
-            self._sampler.options = value
+        self._options = self._sampler.options = value
 
     def configure(self, **changes: Any) -> ChatOptions:
         """Change some options for the next answers (``seed`` takes effect on ``reset``)."""

@@ -285,7 +285,7 @@ def _sift(x, order, root, end):
 
 @njit(**_EXACT)
 def draw_rows(logits, temperature, top_k, top_p, banned, uniforms, out):
-    """Draw one token per row of ``logits`` (N, V); see ``charpoet.sampling.filtered_probabilities``.
+    """Draw one token per row of ``logits`` (N, V); see ``charpoet.sampling.filtered_weights``.
 
     The same arithmetic as the numpy reference, row by row in float64 (no fast-math, so the
     two agree): banned ids removed (unless that removes all), temperature 0 = argmax, else

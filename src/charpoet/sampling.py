@@ -166,11 +166,6 @@ class Sampler:
         o = self._options
         return float(o.temperature), int(o.top_k), float(o.top_p), self.banned
 
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """(N, V) logits -> (N, V) probabilities of the next draw."""
-        o = self._options
-        return filtered_probabilities(self._check(logits), o.temperature, o.top_k, o.top_p, self.banned)
-
     def pick(self, logits: np.ndarray) -> np.ndarray:
         """(N, V) logits -> (N,) int64 token ids; one uniform number per row."""
         logits = self._check(logits)
