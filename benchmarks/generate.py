@@ -76,7 +76,9 @@ def alternate(name: str, plain, ours, streams: int, args: argparse.Namespace) ->
         print(f"  {name} round {r + 1}: plain loop {p[-1]:,.0f} chars/s   charpoet {c[-1]:,.0f} chars/s   "
               f"ratio {c[-1] / p[-1]:.1f}", flush=True)
     mp, mc = statistics.median(p), statistics.median(c)
-    print(f"{name}: median plain loop {mp:,.0f} chars/s, charpoet {mc:,.0f} chars/s, ratio {mc / mp:.1f}", flush=True)
+    mr = statistics.median(b / a for a, b in zip(p, c))
+    print(f"{name}: median plain loop {mp:,.0f} chars/s, charpoet {mc:,.0f} chars/s, ratio of medians {mc / mp:.1f}, "
+          f"median of ratios {mr:.1f}", flush=True)
 
 
 def cli_timing(args: argparse.Namespace) -> None:
@@ -127,8 +129,8 @@ def main() -> None:
     prime = "ROMEO:"
     prime_ids = lm.tokenizer.encode(prime).tolist()
     print(f"model: {args.layers} x {args.rnn_size} {model.config.cell}, embedding {args.emb}, vocabulary "
-          f"{len(chars)}, {model.num_parameters():,} parameters, float32; backend {lm.stepper.backend}; "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+          f"{len(chars)}, {model.num_parameters():,} parameters, float32; backend {lm.stepper.backend} "
+          f"with {lm.stepper.threads} thread(s) for 1 stream; torch threads {torch.get_num_threads()}", flush=True)
     same = plain_loop(model, chars, prime_ids, 600, 1, 0)[0] == lm.generate(prime, length=600, temperature=0)[0]
     print(f"greedy text, 600 chars: {'identical' if same else 'DIFFERENT'} in the plain loop and charpoet", flush=True)
     T = args.temperature

@@ -3,6 +3,8 @@ claims, and the compiled paths against the plain ones."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,8 @@ from charpoet.stepper import Stepper
 from charpoet.tokenizer import CharTokenizer
 
 TOL = dict(atol=1e-5, rtol=1e-5)  # float32 sums in another order: |got - want| <= 1e-5 (1 + |want|)
-BACKENDS = ["compiled", "torch"] if stepper_module.kernels is not None else ["torch"]
+# "threads": the compiled backend with each layer's units shared among two threads (kernels.run_threads)
+BACKENDS = ["compiled", "threads", "torch"] if stepper_module.kernels is not None else ["torch"]
 MODELS = {
     "lstm": dict(cell="lstm"),
     "gru": dict(cell="gru"),
@@ -36,6 +39,12 @@ def make_model(seed: int = 0, **overrides) -> RNNLM:
     return model
 
 
+def make_stepper(model: RNNLM, backend: str) -> Stepper:
+    if backend == "threads":
+        return Stepper(model, "compiled", threads=2)
+    return Stepper(model, backend, threads=1 if backend == "compiled" else None)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
     return request.param
@@ -50,7 +59,7 @@ def test_stepper_matches_the_full_sequence_forward(name, backend, monkeypatch):
     ids = torch.randint(0, V, (3, 30))  # 3 streams
     with torch.no_grad():
         expected, expected_state = model(ids)  # (3, 30, V)
-    stepper = Stepper(model, backend)
+    stepper = make_stepper(model, backend)
     # step by step, all three streams at once (the batched path) and one at a time (the single path)
     state = stepper.init_state(3)
     for t in range(30):
@@ -75,7 +84,7 @@ def test_stepper_matches_the_full_sequence_forward(name, backend, monkeypatch):
 
 
 def test_step_never_changes_the_state_it_is_given(backend):
-    stepper = Stepper(make_model(), backend)
+    stepper = make_stepper(make_model(), backend)
     _, state = stepper.feed(np.array([1, 2, 3]))
     before = [np.array(s, copy=True) for s in state]
     stepper.step(np.array([4]), state)
@@ -83,6 +92,69 @@ def test_step_never_changes_the_state_it_is_given(backend):
     stepper.decode(Sampler(SamplingOptions(seed=0), 40), np.zeros((1, 40), np.float32), state, 5)
     for a, b in zip(before, state):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(stepper_module.compiled_threads() < 2, reason="numba has no thread-safe threading layer here")
+@pytest.mark.parametrize("model", [dict(cell="lstm"), dict(cell="gru", layer_norm=True),
+                                   dict(cell="lstm", rnn_size=26, vocab_size=3000)])  # parts of 16 and 10 units
+def test_threads_compute_exactly_what_one_thread_does(model, monkeypatch):
+    monkeypatch.setattr(stepper_module, "TABLE_MAX_BYTES", 0 if model.get("vocab_size") else 64 << 20)
+    model = make_model(**model)
+    one, two = Stepper(model, threads=1), Stepper(model, threads=2)
+    assert (one.threads, two.threads) == (1, 2)
+    prime = np.array([3, 1, 4, 1, 5, 9, 2, 6])
+    (logits1, state1), (logits2, state2) = one.feed(prime), two.feed(prime)
+    np.testing.assert_array_equal(logits1, logits2)
+    for streams in (1, 2):  # the fused decode, sampling included
+        start = (np.repeat(logits1, streams, axis=0), one.repeat(state1, streams))
+        ids1, last1, end1 = one.decode(Sampler(SamplingOptions(seed=3), model.config.vocab_size), *start, 60)
+        ids2, last2, end2 = two.decode(Sampler(SamplingOptions(seed=3), model.config.vocab_size), *start, 60)
+        np.testing.assert_array_equal(ids1, ids2)
+        np.testing.assert_array_equal(last1, last2)
+        for a, b in zip(end1, end2):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or stepper_module.compiled_threads() < 2,
+                    reason="needs fork() and numba's thread-safe threading layer")
+def test_a_forked_child_writes_the_same_text_without_openmp():
+    """GNU OpenMP cannot run in a child made by fork() after the parent used it (numba aborts the
+    child), so a forked child steps on one thread, with the same numbers."""
+    stepper = Stepper(make_model(), threads=2)
+    logits, state = stepper.feed(np.array([1, 2, 3]))
+    ids, *_ = stepper.decode(Sampler(SamplingOptions(seed=5), 40), logits, state, 30)  # OpenMP now in use
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its tokens through the pipe, then leave without pytest's cleanup
+        try:
+            child, *_ = stepper.decode(Sampler(SamplingOptions(seed=5), 40), logits, state, 30)
+            os.write(write, child.astype(np.int64).tobytes())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        got = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    np.testing.assert_array_equal(np.frombuffer(got, np.int64).reshape(ids.shape), ids)
+
+
+def test_threads_are_used_where_they_pay(monkeypatch):
+    if stepper_module.kernels is not None:
+        most = stepper_module.compiled_threads()
+        assert Stepper(make_model(rnn_size=2 * stepper_module.UNITS_PER_THREAD, num_layers=1)).threads == min(2, most)
+        assert Stepper(make_model(rnn_size=stepper_module.UNITS_PER_THREAD - 8, num_layers=1)).threads == 1
+        monkeypatch.setattr("numba.config.THREADING_LAYER", "workqueue")  # not thread-safe, and slow to start
+        stepper_module.compiled_threads.cache_clear()
+        try:
+            assert stepper_module.compiled_threads() == 1
+        finally:
+            monkeypatch.undo()
+            stepper_module.compiled_threads.cache_clear()
+    assert Stepper(make_model(rnn_size=512, num_layers=1), "torch").threads == 1
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            Stepper(make_model(), threads=bad)
 
 
 def test_long_primes_are_fed_in_chunks(monkeypatch):
@@ -100,7 +172,7 @@ def test_long_primes_are_fed_in_chunks(monkeypatch):
                                      SamplingOptions(temperature=0.9, top_k=5, top_p=0.8, seed=9)])
 @pytest.mark.parametrize("model", [dict(cell="lstm", layer_norm=True), dict(cell="gru")])
 def test_decode_draws_the_same_tokens_as_picking_and_stepping(backend, streams, options, model):
-    stepper = Stepper(make_model(**model), backend)
+    stepper = make_stepper(make_model(**model), backend)
     logits, state = stepper.feed(np.array([3, 1, 4, 1, 5]))
     logits, state = np.repeat(logits, streams, axis=0), stepper.repeat(state, streams)
     ids, last_logits, last_state = stepper.decode(Sampler(options, 40, banned=[7]), logits, state, 40, finish=False)
@@ -118,7 +190,7 @@ def test_greedy_text_is_the_same_on_every_backend(trained_run):
     lm = load(trained_run)
     texts = set()
     for backend in BACKENDS:
-        lm.__dict__["stepper"] = Stepper(lm.model, backend)
+        lm.__dict__["stepper"] = make_stepper(lm.model, backend)
         texts.add(lm.generate("ROMEO:", length=300, temperature=0)[0])
     assert len(texts) == 1
 
@@ -203,7 +275,7 @@ def test_without_numba_the_torch_path_writes_the_same_text(trained_run, monkeypa
 
 
 def test_token_ids_are_checked_and_never_written_through(backend):
-    stepper = Stepper(make_model(), backend)
+    stepper = make_stepper(make_model(), backend)
     frozen = np.array([1, 2, 3])
     frozen.flags.writeable = False  # e.g. a cached prime, np.frombuffer or a memmap
     logits, state = stepper.feed(frozen)
@@ -217,7 +289,7 @@ def test_token_ids_are_checked_and_never_written_through(backend):
 
 def test_the_stepper_is_a_snapshot_of_the_weights(backend):
     model = make_model()
-    stepper = Stepper(model, backend)
+    stepper = make_stepper(model, backend)
     before, _ = stepper.feed(np.array([1, 2]))
     with torch.no_grad():
         for p in model.parameters():
@@ -238,7 +310,7 @@ def test_non_finite_logits_are_an_error_not_garbage(compiled, backend):
         model = make_model()
         with torch.no_grad():
             model.get_parameter(damaged).view(-1)[3] = float("nan")
-        stepper = Stepper(model, backend)
+        stepper = make_stepper(model, backend)
         logits, state = stepper.feed(np.array([1, 2]))
         with pytest.raises(CheckpointError, match="not finite"):
             stepper.decode(Sampler(SamplingOptions(seed=0), 40, compiled=compiled), logits, state, 10)

@@ -6,7 +6,8 @@ from charpoet import sizing
 from charpoet.checkpoint import RunDir
 from charpoet.config import ModelConfig, RunConfig, TrainConfig
 from charpoet.model import count_parameters
-from charpoet.sizing import LADDER, TOKENS_PER_PARAMETER, pick_size, tokens_allowed
+from charpoet.runs import job_name
+from charpoet.sizing import LADDER, TOKENS_PER_PARAMETER, matmul_work, pick_size, tokens_allowed
 from charpoet.train import train
 
 
@@ -43,6 +44,20 @@ def test_the_epoch_limit_caps_the_tokens():
     assert pick_size(config, 1e6, probe, train_tokens=1000) == LADDER[0]
 
 
+def test_when_the_data_runs_out_first_the_budget_still_buys_the_model():
+    config, passes = _config(minutes=10.0, epochs=20.0), 20 * 1_000_000
+    probe = _sized(config, 256)
+
+    def fits(size):  # all passes within the budget, with at least K / 2 tokens per parameter
+        by_time = 75e3 * 600 * matmul_work(probe) / matmul_work(_sized(config, size))
+        return by_time >= passes >= TOKENS_PER_PARAMETER / 2 * count_parameters(_sized(config, size).model)
+
+    size = pick_size(config, 75e3, probe, train_tokens=1_000_000)  # a fast CPU: 45M tokens in 10 minutes
+    assert fits(size) and not fits(LADDER[LADDER.index(size) + 1])
+    # bigger than K tokens per parameter alone would allow: that model would stop after 4.5 minutes
+    assert passes < TOKENS_PER_PARAMETER * count_parameters(_sized(config, size).model)
+
+
 def test_the_chosen_size_is_stored_and_a_continued_run_keeps_it(tiny_corpus, tiny_config, tmp_path, monkeypatch):
     probes = []
 
@@ -77,12 +92,29 @@ def test_the_cli_sizes_new_runs_with_a_budget_and_no_model_size(tiny_corpus, tmp
         assert result.exit_code == 0, result.output
         return RunDir(tmp_path / name).read_config().model
 
-    auto = run("auto", "--max-minutes", "1")
-    assert auto.auto_size and auto.drop_rate == 0.1  # sized to the budget, with little dropout
-    assert run("auto", "--max-minutes", "2").drop_rate == 0.1  # continuing keeps the run's own
+    auto = run("auto", "--max-minutes", "1")  # so fast that the tiny corpus runs out first: the usual dropout
+    assert auto.auto_size and auto.auto_dropout and auto.drop_rate == 0.25
+    monkeypatch.setattr(sizing, "measure_rate", lambda *a, **k: 1.0)  # so slow that the budget stops it
+    slow = run("slow", "--max-minutes", "1")
+    assert slow.auto_size and slow.rnn_size == LADDER[0] and slow.drop_rate == sizing.TIME_LIMITED_DROP_RATE == 0.1
+    assert run("slow", "--max-minutes", "2").drop_rate == 0.1  # continuing keeps the run's own
     assert run("own-dropout", "--max-minutes", "1", "--drop-rate", "0.3").drop_rate == 0.3
     sized = run("sized", "--max-minutes", "1", "--rnn-size", "32")
     assert not sized.auto_size and sized.rnn_size == 32 and sized.drop_rate == 0.25
     assert not run("no-budget").auto_size
     old = run("no-budget", "--max-minutes", "1")  # a budget for a run made without one: nothing re-chosen
     assert not old.auto_size and old.drop_rate == 0.25
+    # %JOB% names an auto-sized run by its rule, not by the default size; the same command finds it again
+    for minutes in ("1", "2"):
+        result = CliRunner().invoke(app, [*common, "--checkpoint-path", str(tmp_path / "jobs" / "%JOB%"),
+                                          "--max-minutes", minutes])
+        assert result.exit_code == 0, result.output
+    (job,) = (tmp_path / "jobs").iterdir()
+    assert job.name == "corpus-char-lstm-2xauto-emb64" and "continuing" in result.output
+    assert RunDir(job).read_config().model.rnn_size in sizing.LADDER
+
+
+def test_job_names_say_auto_for_a_size_chosen_from_the_budget():
+    auto = RunConfig(model=ModelConfig(auto_size=True)).validate()
+    assert job_name(auto, "shakespeare") == "shakespeare-char-lstm-2xauto-emb64"
+    assert job_name(RunConfig().validate(), "shakespeare") == "shakespeare-char-lstm-2x384-emb64"

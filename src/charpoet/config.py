@@ -46,6 +46,10 @@ class ModelConfig:
     # the budget and the measured speed (charpoet.sizing); the choice is stored in rnn_size, so a
     # continued run keeps it. The CLI sets this when --max-minutes is given without a model size.
     auto_size: bool = False
+    # With auto_size: choose drop_rate with the size (charpoet.sizing): low for a model that the
+    # time budget stops, the usual rate for one that makes all its passes over the data first.
+    # The CLI sets this when it sets auto_size and --drop-rate is not given.
+    auto_dropout: bool = False
 
     def validate(self) -> None:
         _choice("cell", self.cell, CELLS)

@@ -15,8 +15,10 @@ V vocabulary, E embedding size. Weights are PyTorch's, row-major.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # The model's arithmetic may reorder sums and fuse multiply-adds (what vectorising a dot product
 # needs) but keeps NaN and inf meaning what they mean. The sampler's arithmetic is exact IEEE, so it
@@ -78,10 +80,11 @@ def _sigmoid(x):
 
 
 @njit(**_FLAGS)
-def _lstm_cell(gates, c, h_out, c_out):
-    """One stream's LSTM cell from its pre-activations ``gates`` (4H,) = i f g o; c, h_out, c_out (H,)."""
+def _lstm_cell(gates, c, h_out, c_out, lo, hi):
+    """One stream's LSTM cell for units lo..hi-1 from its pre-activations ``gates`` (4H,) = i f g o;
+    c, h_out, c_out (H,)."""
     hidden = c.shape[0]
-    for j in range(hidden):
+    for j in range(lo, hi):
         i_gate = _sigmoid(gates[j])
         f_gate = _sigmoid(gates[hidden + j])
         g_gate = _tanh(gates[2 * hidden + j])
@@ -92,10 +95,11 @@ def _lstm_cell(gates, c, h_out, c_out):
 
 
 @njit(**_FLAGS)
-def _gru_cell(gi, gh, h, h_out):
-    """One stream's GRU cell from input and recurrent pre-activations gi, gh (3H,) = r z n; h, h_out (H,)."""
+def _gru_cell(gi, gh, h, h_out, lo, hi):
+    """One stream's GRU cell for units lo..hi-1 from input and recurrent pre-activations gi, gh (3H,)
+    = r z n; h, h_out (H,)."""
     hidden = h.shape[0]
-    for j in range(hidden):
+    for j in range(lo, hi):
         r_gate = _sigmoid(gi[j] + gh[j])
         z_gate = _sigmoid(gi[hidden + j] + gh[hidden + j])
         n_gate = _tanh(gi[2 * hidden + j] + r_gate * gh[2 * hidden + j])
@@ -173,53 +177,41 @@ def _layer_norm(x, weight, bias, out):
 
 
 @njit(**_FLAGS)
-def _step(tokens, h, c, h_out, c_out, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b,
-          logits):
-    """Advance every stream by one token: write the new state and, if ``logits`` has rows, the logits.
+def _units(layer, lo, hi, token, x, h, c, h_out, c_out, gi, gh, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh):
+    """One stream's layer ``layer`` for its units lo..hi-1: their gate rows, then their cells.
 
-    tokens (N,) int64; h, c, h_out, c_out (L, N, H) (c unused for a GRU); table (V, G*H) layer 0's
-    input projection of every token with its bias ``b_in[0]`` folded in, or (V, E) embeddings when
-    ``w_ih0`` (G*H, E) has rows; w_ih (L-1, G*H, H); w_hh (L, G*H, H); b_in (L, G*H) the input
-    bias (b_ih + b_hh for an LSTM, b_ih for a GRU); b_hh (L, G*H) a GRU's recurrent bias;
-    ln_w, ln_b (L, H), or no rows for no layer norm; head_w (V, H), head_b (V,);
-    logits (N, V) or (0, V) to skip the output layer (inside a prime).
+    token: the stream's input id (layer 0); x (H,) the layer below's output (other layers);
+    h, c, h_out, c_out (H,) this layer's state in and out (c unused for a GRU); gi, gh (G*H,) the
+    pre-activations, of which only these units' rows are written. table (V, G*H) layer 0's input
+    projection of every token with its bias ``b_in[0]`` folded in, or (V, E) embeddings when ``w_ih0``
+    (G*H, E) has rows; w_ih (L-1, G*H, H); w_hh (L, G*H, H); b_in (L, G*H) the input bias (b_ih +
+    b_hh for an LSTM, b_ih for a GRU); b_hh (L, G*H) a GRU's recurrent bias.
     """
-    n_layers, n_streams, hidden = h.shape
-    gates = w_hh.shape[1]
-    gi = np.empty(gates, np.float32)
-    gh = np.empty(gates, np.float32)
-    x = np.empty(hidden, np.float32)
-    for s in range(n_streams):
-        for layer in range(n_layers):
-            if layer == 0:  # the input projection gi, with its bias
-                if w_ih0.shape[0] == 0:
-                    gi[:] = table[tokens[s]]
-                else:
-                    gi[:] = b_in[0]
-                    _matvec_add(w_ih0, table[tokens[s]], gi)
+    hidden = h.shape[0]
+    for g in range(w_hh.shape[1] // hidden):
+        a, b = g * hidden + lo, g * hidden + hi
+        if layer == 0:  # the input projection, with its bias
+            if w_ih0.shape[0] == 0:
+                gi[a:b] = table[token, a:b]
             else:
-                gi[:] = b_in[layer]
-                _matvec_add(w_ih[layer - 1], x, gi)
-            hp = h[layer, s]
-            if cell == LSTM:
-                _matvec_add(w_hh[layer], hp, gi)
-                _lstm_cell(gi, c[layer, s], h_out[layer, s], c_out[layer, s])
-            else:
-                gh[:] = b_hh[layer]
-                _matvec_add(w_hh[layer], hp, gh)
-                _gru_cell(gi, gh, hp, h_out[layer, s])
-            if ln_w.shape[0]:
-                _layer_norm(h_out[layer, s], ln_w[layer], ln_b[layer], x)
-            else:
-                x[:] = h_out[layer, s]
-        if logits.shape[0]:
-            logits[s] = head_b
-            _matvec_add(head_w, x, logits[s])
+                gi[a:b] = b_in[0, a:b]
+                _matvec_add(w_ih0[a:b], table[token], gi[a:b])
+        else:
+            gi[a:b] = b_in[layer, a:b]
+            _matvec_add(w_ih[layer - 1, a:b], x, gi[a:b])
+        if cell == LSTM:
+            _matvec_add(w_hh[layer, a:b], h, gi[a:b])
+        else:
+            gh[a:b] = b_hh[layer, a:b]
+            _matvec_add(w_hh[layer, a:b], h, gh[a:b])
+    if cell == LSTM:
+        _lstm_cell(gi, c, h_out, c_out, lo, hi)
+    else:
+        _gru_cell(gi, gh, h, h_out, lo, hi)
 
 
-@njit(**_FLAGS)
-def run(tokens, draw, finish, logits, h, c, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w,
-        head_b, temperature, top_k, top_p, banned, uniforms):
+def _run(tokens, draw, finish, logits, h, c, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w,
+         head_b, temperature, top_k, top_p, banned, uniforms, parts):
     """The one compiled entry: T rounds for N streams, state (h, c: (L, N, H)) and logits (N, V) in place.
 
     Each round t takes the tokens ``tokens[t]`` (N,), or when ``draw`` draws them into ``tokens[t]``
@@ -228,23 +220,60 @@ def run(tokens, draw, finish, logits, h, c, cell, table, w_ih0, w_ih, w_hh, b_in
     used: in the last round, or in every round when drawing. So: a prime is ``draw=False``
     (T, 1); one step is ``draw=False`` (1, N); generation is ``draw=True``; one draw alone is
     ``draw=True, finish=True`` (1, N). Returns False, at once, if a row of logits is not finite.
+
+    Each layer's units are cut into ``parts`` runs of whole rows (starts at multiples of 4, so
+    every row's sum is computed as in one part); ``run_threads`` computes the parts in parallel
+    threads, ``run`` one after the other, with the same results. ln_w, ln_b (L, H), or no rows for
+    no layer norm; head_w (V, H), head_b (V,); the rest as in ``_units``.
     """
+    n_layers, n_streams, hidden = h.shape
+    gates = w_hh.shape[1]
+    gi = np.empty(gates, np.float32)
+    gh = np.empty(gates, np.float32)
+    x = np.empty(hidden, np.float32)
     h2, c2 = np.empty_like(h), np.empty_like(c)
+    per_part = ((hidden + parts - 1) // parts + 3) // 4 * 4
     rounds = tokens.shape[0]
     for t in range(rounds):
         if draw:
             draw_rows(logits, temperature, top_k, top_p, banned, uniforms[t], tokens[t])
-            for s in range(tokens.shape[1]):
+            for s in range(n_streams):
                 if tokens[t, s] < 0:
                     return False  # non-finite logits: the caller raises
         if finish and t == rounds - 1:
             break
-        out = logits if (draw or t == rounds - 1) else logits[:0]
-        _step(tokens[t], h, c, h2, c2, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh, ln_w, ln_b, head_w, head_b, out)
+        head = draw or t == rounds - 1
+        for s in range(n_streams):
+            for layer in range(n_layers):
+                for part in prange(parts):
+                    lo = min(part * per_part, hidden)
+                    hi = min(lo + per_part, hidden)
+                    _units(layer, lo, hi, tokens[t, s], x, h[layer, s], c[layer, s], h2[layer, s], c2[layer, s],
+                           gi, gh, cell, table, w_ih0, w_ih, w_hh, b_in, b_hh)
+                if ln_w.shape[0]:
+                    _layer_norm(h2[layer, s], ln_w[layer], ln_b[layer], x)
+                else:
+                    x[:] = h2[layer, s]
+            if head:
+                logits[s] = head_b
+                _matvec_add(head_w, x, logits[s])
         h[:] = h2
         if cell == LSTM:  # a GRU's c is its h
             c[:] = c2
     return True
+
+
+def _named(function, name):
+    """A copy of ``function`` under another name: numba caches compiled code by the function's name,
+    not by its compile options, so each dispatcher of ``_run`` needs a name of its own."""
+    copy = types.FunctionType(function.__code__.replace(co_name=name, co_qualname=name), function.__globals__, name)
+    copy.__qualname__ = name
+    copy.__doc__ = function.__doc__
+    return copy
+
+
+run = njit(**_FLAGS)(_named(_run, "run"))
+run_threads = njit(parallel=True, **_FLAGS)(_named(_run, "run_threads"))
 
 
 @njit(**_EXACT)

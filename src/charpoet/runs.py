@@ -6,6 +6,7 @@ corpus and the options that fix the checkpoint format (``config.ARCHITECTURE_KEY
     shakespeare-char-lstm-2x256-emb64-norm
     verne-word10000-gru-3x512-emb128             max_vocab only for the word tokenizer
     tiny-char-lstm-2x384-emb64-valid0.05         valid_fraction only when not the default
+    shakespeare-char-lstm-2xauto-emb64           sized to --max-minutes (``auto_size``)
 
 Learning rate, batch size, sequence length, epochs... are left out, so changing them and
 training again with the same ``%JOB%`` path continues the same run (the idea comes from
@@ -49,8 +50,9 @@ _UNSAFE = re.compile(r"[^a-z0-9._-]+")
 def _arch_parts(config: RunConfig) -> list[str]:
     """The architecture keys as name parts: ["char", "lstm", "2x384", "emb64", ...]."""
     m, d = config.model, config.data
-    parts = [d.tokenizer + (str(d.max_vocab) if d.tokenizer == "word" else ""),
-             m.cell, f"{m.num_layers}x{m.rnn_size}", f"emb{m.embedding_size}"]
+    size = "auto" if m.auto_size else m.rnn_size  # chosen later, when training starts: the same
+    parts = [d.tokenizer + (str(d.max_vocab) if d.tokenizer == "word" else ""),  # command finds the same run
+             m.cell, f"{m.num_layers}x{size}", f"emb{m.embedding_size}"]
     if m.layer_norm:
         parts.append("norm")
     if float(d.valid_fraction) != _DEFAULT_VALID:

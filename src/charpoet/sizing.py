@@ -5,7 +5,10 @@ N(H) = min(r(H) x S, epochs x training tokens) tokens. The chosen ``rnn_size`` i
 largest H on ``LADDER`` whose parameter count P(H) is at most N(H) / K, with
 K = ``TOKENS_PER_PARAMETER``. A bigger model learns more from each token but sees fewer of
 them in the same time; below about K tokens per parameter it is still far from what it could
-reach when the budget ends, above it a bigger one would have done better.
+reach when the budget ends, above it a bigger one would have done better. When the data runs
+out first (a fast machine, a small corpus), the size is at least the largest H that still
+makes all ``epochs`` passes in S seconds with K / 2 tokens per parameter, so the budget is
+used rather than left over.
 
 r(H) is measured, not assumed: a few training steps of a probe model with the run's batch
 layout, precision and threads (after a warm-up step; random tokens, torch's generator
@@ -17,19 +20,22 @@ the size that twice the tokens allow.
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from dataclasses import replace
 from typing import Any
 
 import torch
 
-from charpoet.config import RunConfig
+from charpoet.config import ModelConfig, RunConfig
 from charpoet.model import RNNLM, count_parameters
 from charpoet.shards import ShardedStep
 
 LADDER = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024)
 TOKENS_PER_PARAMETER = 20.0  # K: measured on tiny shakespeare with 10-minute budgets (README)
 PROBE_SIZE = 256  # first probe; the size it points to is probed next
+TIME_LIMITED_DROP_RATE = 0.1  # auto_dropout for a model the budget stops: it ends under-fitted
 
 
 def matmul_work(config: RunConfig) -> int:
@@ -48,12 +54,19 @@ def tokens_allowed(config: RunConfig, rate: float, rate_config: RunConfig, train
 
 
 def pick_size(config: RunConfig, rate: float, rate_config: RunConfig, train_tokens: int) -> int:
-    """The largest ladder size whose parameters are at most the tokens it gets / K."""
+    """The largest ladder size whose parameters are at most the tokens it gets / K, or, if larger,
+    the largest that still makes all its passes over the data within the budget with at least
+    K / 2 tokens per parameter (where the data runs out before the time, a smaller model would
+    stop early and leave the budget unused)."""
     chosen = LADDER[0]
+    passes = config.train.num_epochs * train_tokens
     for size in LADDER:
         candidate = replace(config, model=replace(config.model, rnn_size=size))
         tokens = tokens_allowed(candidate, rate, rate_config, train_tokens)
-        if tokens >= TOKENS_PER_PARAMETER * count_parameters(candidate.model):
+        by_time = tokens_allowed(replace(candidate, train=replace(candidate.train, num_epochs=math.inf)),
+                                 rate, rate_config, train_tokens)
+        params = count_parameters(candidate.model)
+        if tokens >= TOKENS_PER_PARAMETER * params or (by_time >= passes >= TOKENS_PER_PARAMETER / 2 * params):
             chosen = size
     return chosen
 
@@ -76,15 +89,17 @@ def measure_rate(config: RunConfig, device: torch.device, dtype: torch.dtype, se
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
 
-            step()  # warm-up: first-call allocations and kernel selection
-            steps, start = 0, time.perf_counter()
-            while steps < 2 or (steps < max_steps and time.perf_counter() - start < seconds):
+            for _ in range(2):  # warm-up: first-call allocations, kernel selection, the allocator's pools
                 step()
-                steps += 1
-            elapsed = time.perf_counter() - start
+            times: list[float] = []
+            start = time.perf_counter()
+            while len(times) < 3 or (len(times) < max_steps and time.perf_counter() - start < seconds):
+                began = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - began)
         finally:
             stepper.close()
-    return steps * B * T / max(elapsed, 1e-9)
+    return B * T / max(statistics.median(times), 1e-9)  # the median step: a stall elsewhere does not count
 
 
 def auto_size(config: RunConfig, train_tokens: int, device: torch.device,
@@ -98,7 +113,12 @@ def auto_size(config: RunConfig, train_tokens: int, device: torch.device,
         rate = measure_rate(probe, device, dtype)
         size = pick_size(config, rate, probe, train_tokens)
     chosen = replace(config, model=replace(config.model, rnn_size=size))
+    tokens = tokens_allowed(chosen, rate, probe, train_tokens)
+    data_limited = tokens >= config.train.num_epochs * train_tokens  # all passes made before the time is up
+    if config.model.auto_dropout:
+        drop = ModelConfig.drop_rate if data_limited else TIME_LIMITED_DROP_RATE
+        chosen = replace(chosen, model=replace(chosen.model, drop_rate=drop))
     info = {"rnn_size": size, "parameters": count_parameters(chosen.model),
             "probe_size": probe.model.rnn_size, "probe_tokens_per_sec": round(rate, 1),
-            "tokens": round(tokens_allowed(chosen, rate, probe, train_tokens))}
+            "tokens": round(tokens), "data_limited": data_limited, "drop_rate": chosen.model.drop_rate}
     return chosen, info

@@ -15,7 +15,9 @@ Backends, chosen by measurement (README, "Generation speed"):
 - ``compiled`` (CPU with numba): ``charpoet.kernels.run`` reads each weight once per stream, with
   the embedding folded into layer 0's input projection (a (V, G*H) table, when it is at most 64 MiB);
   ``decode`` runs its whole loop, sampling included, in compiled code. That is for up to
-  ``COMPILED_MAX_STREAMS`` streams, where matrix-vector products are bound by memory; for more,
+  ``COMPILED_MAX_STREAMS`` streams, where matrix-vector products are bound by memory, so a model
+  of ``UNITS_PER_THREAD`` units or more per layer has each layer's units shared among threads
+  (``kernels.run_threads``: each core reads its part of the weights; the same numbers); for more,
   each layer is one multi-threaded matrix product (numpy's BLAS) for all streams, feature-major,
   then compiled cells (``_FeatureMajor``).
 - ``torch``: ``torch.lstm_cell``/``torch.gru_cell`` per layer; for accelerators and without numba.
@@ -25,7 +27,9 @@ memory, or by the torch layers over chunks of ``FEED_CHUNK`` tokens.
 
 from __future__ import annotations
 
-from functools import cached_property
+import importlib
+import os
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -39,15 +43,31 @@ State = tuple[Any, ...]
 FEED_CHUNK = 2048  # prime tokens per torch forward pass: bounds the (1, chunk, H) activations
 COMPILED_MAX_STREAMS = 2  # above this, one matrix product per weight (torch) is faster on the CPU
 TABLE_MAX_BYTES = 64 << 20  # fold the embedding into layer 0 when the (V, G*H) table is at most this
+UNITS_PER_THREAD = 128  # the compiled step shares a layer among threads with at least this many units each
+MAX_THREADS = 4  # ... and among at most this many (each parallel section costs a few microseconds)
 _NO_DRAW = (0.0, 0, 1.0, np.zeros(0, np.bool_))  # kernels.run's sampling arguments when tokens are given
+_forked = False  # in a child made by fork(), where GNU OpenMP's threads cannot be used (numba aborts)
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Stepper:
     """A ``RNNLM`` prepared for generation; see the module docstring."""
 
-    def __init__(self, model: RNNLM, backend: str = "auto"):
+    def __init__(self, model: RNNLM, backend: str = "auto", threads: int | None = None):
+        """``threads``: how many threads the compiled step of one or two streams may use (None:
+        as many as ``compiled_threads`` allows for this model's size)."""
         if backend not in ("auto", "compiled", "torch"):
             raise ValueError(f"backend must be auto, compiled or torch, got {backend!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         weight = model.head.weight
         self.device = weight.device
         on_cpu = self.device.type == "cpu"
@@ -62,6 +82,8 @@ class Stepper:
         self._torch = params  # float32, on the model's device
         if self.backend == "compiled":
             self._arrays = _compiled_weights(params, cfg)
+        most = compiled_threads() if self.backend == "compiled" else 1
+        self.threads = max(1, min(most, self.rnn_size // UNITS_PER_THREAD) if threads is None else min(threads, most))
 
     # --- states ------------------------------------------------------------------------------
     def init_state(self, streams: int) -> State:
@@ -101,8 +123,7 @@ class Stepper:
             out = np.empty((length, n), np.int64)
             logits = np.array(logits, dtype=np.float32, order="C")  # updated in place
             h, c = self._state_arrays(state, copy=True)
-            if not kernels.run(out, True, finish, logits, h, c, *self._arrays, *sampler.kernel_args(),
-                               sampler.uniforms((length, n))):
+            if not self._run(out, True, finish, logits, h, c, *sampler.kernel_args(), sampler.uniforms((length, n))):
                 sampler.pick(logits)  # the logits are not finite: raises the sampler's error
             return out, logits, self._pack(h, c)
         out = np.empty((length, n), np.int64)
@@ -151,8 +172,23 @@ class Stepper:
         """``kernels.run`` over given tokens (T, N): the logits (N, V) after the last and the state."""
         h, c = self._state_arrays(state, copy=True)
         logits = np.empty((tokens.shape[1], self.vocab_size), np.float32)
-        kernels.run(tokens, False, False, logits, h, c, *self._arrays, *_NO_DRAW, np.empty((0, 0)))
+        self._run(tokens, False, False, logits, h, c, *_NO_DRAW, np.empty((0, 0)))
         return logits, self._pack(h, c)
+
+    def _run(self, tokens: np.ndarray, draw: bool, finish: bool, logits: np.ndarray, h: np.ndarray,
+             c: np.ndarray, *sampling: Any) -> bool:
+        """``kernels.run``, or ``kernels.run_threads`` with ``self.threads`` threads (the same numbers)."""
+        args = (tokens, draw, finish, logits, h, c, *self._arrays, *sampling)
+        if self.threads == 1 or _forked:
+            return kernels.run(*args, self.threads)
+        import numba
+
+        before = numba.get_num_threads()  # this thread's count, for the parallel sections it starts
+        numba.set_num_threads(self.threads)
+        try:
+            return kernels.run_threads(*args, self.threads)
+        finally:
+            numba.set_num_threads(before)
 
     def _step_batched(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         batch = _FeatureMajor(self, state)
@@ -299,18 +335,47 @@ def _compiled_weights(p: dict[str, torch.Tensor], cfg: Any) -> tuple[Any, ...]:
             arr(ln_w), arr(ln_b), arr(p["head.weight"]), arr(p["head.bias"]))
 
 
+@lru_cache(maxsize=None)
+def compiled_threads() -> int:
+    """How many threads the compiled step may share a layer among: the cores this process may run
+    on (at most numba's thread count and ``MAX_THREADS``), or 1 where numba has no thread-safe
+    threading layer (OpenMP or TBB; its fallback, the work queue, costs far more than it saves)."""
+    if kernels is None:
+        return 1
+    import numba
+
+    layer = str(numba.config.THREADING_LAYER).lower()
+    if layer not in ("default", "safe", "threadsafe", "omp", "tbb"):
+        return 1
+    usable = []
+    for pool in ("omp", "tbb") if layer in ("default", "threadsafe") else (("tbb",) if layer == "safe" else (layer,)):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{pool}pool")
+            usable.append(pool)
+        except ImportError:
+            pass
+    if not usable:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, numba.config.NUMBA_NUM_THREADS, MAX_THREADS))
+
+
 def warm_up() -> str:
     """Compile every kernel for this machine now (or load them from numba's cache) with a tiny model,
     so the first generation does not wait; returns the backend (``make install`` runs this)."""
     from charpoet.config import ModelConfig
     from charpoet.sampling import SamplingOptions
 
-    stepper = Stepper(RNNLM(ModelConfig(vocab_size=3, rnn_size=4, num_layers=2, embedding_size=2)))
+    stepper_model = RNNLM(ModelConfig(vocab_size=3, rnn_size=8, num_layers=2, embedding_size=2))
+    stepper = Stepper(stepper_model)
     logits, state = stepper.feed(np.array([0, 1]))
     sampler = Sampler(SamplingOptions(seed=0), 3)
     stepper.decode(sampler, logits, state, 2)
     sampler.pick(logits)
     stepper.step(np.zeros(COMPILED_MAX_STREAMS + 1, np.int64), stepper.repeat(state, COMPILED_MAX_STREAMS + 1))
+    if stepper.backend == "compiled" and compiled_threads() > 1:
+        threaded = Stepper(stepper_model, threads=2)
+        threaded.decode(sampler, *threaded.feed(np.array([0, 1])), 2)
     return stepper.backend
 
 

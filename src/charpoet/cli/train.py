@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from charpoet.train import TrainEvent
 
 DATA, MODEL, OPTIM, OUTPUT = "Data", "Model", "Optimisation", "Run and output"
-AUTO_SIZE_DROP_RATE = 0.1  # the default dropout of a model sized to --max-minutes (README, "Training")
 
 
 def _opt(help: str, panel: str, *names: str) -> Any:
@@ -201,10 +200,10 @@ def _overrides(given: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _new_run(overrides: dict[str, dict[str, Any]], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A new run's overrides: with --max-minutes and no model size, the size is chosen from the
-    budget (``charpoet.sizing``) and dropout defaults to ``AUTO_SIZE_DROP_RATE``."""
+    budget, and the dropout with it unless --drop-rate is given (``charpoet.sizing``)."""
     if "max_minutes" not in given or {"rnn_size", "num_layers", "embedding_size"} & given.keys():
         return overrides
-    model = {"auto_size": True, **({} if "drop_rate" in given else {"drop_rate": AUTO_SIZE_DROP_RATE})}
+    model = {"auto_size": True, **({} if "drop_rate" in given else {"auto_dropout": True})}
     return {**overrides, "model": {**overrides["model"], **model}}
 
 
