@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test install dev bench-speed bench-quality bench-clean clean
+.PHONY: demo test install dev browser bench-speed bench-quality bench-clean clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,18 @@ demo: install
 	$(BIN)/charpoet generate --checkpoint-path $(DEMO) --prime "ROMEO." --length 600 --temperature 0.5 \
 		--min-quote 12 --seed 1
 
-test: dev
+test: dev browser
 	$(BIN)/python -m pytest
+
+# The browser tests (tests/test_serve_browser.py) drive Debian's Chromium through Playwright (from
+# the dev extras); Playwright's own browser downloads are never used. As root, a missing Chromium is
+# installed quietly; if that fails (no root, no network) the browser tests skip, saying why.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "== installing Debian's chromium for the browser tests =="; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+			|| echo "chromium could not be installed; the browser tests will be skipped"; \
+	fi
 
 bench-speed: install
 	$(BIN)/python benchmarks/train_shakespeare.py speed

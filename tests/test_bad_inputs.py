@@ -250,6 +250,20 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     # --- runs
     ("runs-missing-directory", lambda w: ["runs", w.root / "nowhere"], "does not exist"),
     ("runs-on-a-file", lambda w: ["runs", w.files["good"]], "not a directory"),
+    # --- serve (every case fails before a port is opened)
+    ("serve-missing-runs-directory", lambda w: ["serve", "--runs", w.root / "nowhere", "--port", "0"], "does not exist"),
+    ("serve-runs-on-a-file", lambda w: ["serve", "--runs", w.files["good"], "--port", "0"], "not a directory"),
+    ("serve-runs-and-run", lambda w: ["serve", "--runs", w.root, "--checkpoint-path", w.run, "--port", "0"], "not both"),
+    ("serve-run-missing", lambda w: ["serve", "--checkpoint-path", w.root / "nowhere", "--port", "0"], "does not exist"),
+    ("serve-not-a-run", lambda w: ["serve", "--checkpoint-path", w.files["emptydir"], "--port", "0"], "not a charpoet run"),
+    ("serve-unknown-weights", lambda w: ["serve", "--checkpoint-path", w.run, "--weights", "newest", "--port", "0"], "--weights"),
+    ("serve-port-too-large", lambda w: ["serve", "--checkpoint-path", w.run, "--port", "70000"], "--port"),
+    ("serve-negative-port", lambda w: ["serve", "--checkpoint-path", w.run, "--port", "-1"], "--port"),
+    ("serve-port-not-a-number", lambda w: ["serve", "--checkpoint-path", w.run, "--port", "http"], "--port"),
+    ("serve-zero-max-length", lambda w: ["serve", "--checkpoint-path", w.run, "--max-length", "0", "--port", "0"], "--max-length"),
+    ("serve-zero-streams", lambda w: ["serve", "--checkpoint-path", w.run, "--max-streams-per-client", "0", "--port", "0"], "--max-streams-per-client"),
+    ("serve-negative-workers", lambda w: ["serve", "--checkpoint-path", w.run, "--workers", "-1", "--port", "0"], "--workers"),
+    ("serve-zero-min-quote", lambda w: ["serve", "--checkpoint-path", w.run, "--min-quote", "0", "--port", "0"], "--min-quote"),
     # --- corpus
     ("corpus-add-dead-mirror", lambda w: ["corpus", "add", "84", "--library", w.root / "lib", "--mirror", DEAD, *NO_NET], "127.0.0.1:9"),
     ("corpus-add-unknown-protocol", lambda w: ["corpus", "add", "84", "--library", w.root / "lib", "--mirror", "gopher://example/"], "gopher"),
@@ -305,7 +319,7 @@ def test_bad_input_is_one_line_and_exit_2(world: World, args: Callable[[World], 
 def test_the_catalogue_is_large_and_covers_every_command() -> None:
     assert len(CASES) >= 60 and len({i for i, _, _ in CASES}) == len(CASES)
     commands = {i.split("-")[0] for i, _, _ in CASES} | {"-".join(i.split("-")[:2]) for i, _, _ in CASES}
-    assert {"train", "generate", "chat", "attribute", "runs", "corpus-add", "corpus-search", "corpus-show",
+    assert {"train", "generate", "chat", "attribute", "runs", "serve", "corpus-add", "corpus-search", "corpus-show",
             "corpus-list", "corpus-remove", "corpus-split", "corpus-clean"} <= commands
 
 

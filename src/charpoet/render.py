@@ -52,6 +52,13 @@ def _colours(att: Attribution) -> dict[int, tuple[int, str]]:
     return {src: (k + 1, c) for k, (src, c) in enumerate(zip(cited, palette(len(cited))))}
 
 
+def legend(att: Attribution) -> list[dict[str, object]]:
+    """The cited sources as every renderer shows them: number, source name, title and colour,
+    in order of first appearance (for pages that draw the highlighting themselves)."""
+    return [{"number": number, "source": att.sources[src].name, "title": _title(att, src), "colour": colour}
+            for src, (number, colour) in _colours(att).items()]
+
+
 def _title(att: Attribution, source: int) -> str:
     info = att.sources[source]
     return info.title or info.name
