@@ -257,6 +257,17 @@ def test_seeds_and_saved_states_repeat_the_draws():
     np.testing.assert_array_equal(a.pick(logits), first)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_every_seed_and_top_k_that_validation_accepts_works(compiled):
+    for seed in (-(1 << 63), -1, 0, (1 << 64) - 1):
+        a = Sampler(SamplingOptions(seed=seed), 8, compiled=compiled).pick(LOGITS)
+        b = Sampler(SamplingOptions(seed=seed), 8, compiled=compiled).pick(LOGITS)
+        np.testing.assert_array_equal(a, b)
+    huge = Sampler(SamplingOptions(seed=2, top_k=1 << 70), 8, compiled=compiled).pick(np.repeat(LOGITS, 500, 0))
+    off = Sampler(SamplingOptions(seed=2), 8, compiled=compiled).pick(np.repeat(LOGITS, 500, 0))
+    np.testing.assert_array_equal(huge, off)  # a k beyond the vocabulary keeps every token
+
+
 def test_a_ban_that_would_leave_nothing_is_ignored():
     sampler = Sampler(SamplingOptions(temperature=1.0, seed=0), 1, banned=[0])
     assert sampler.pick(np.zeros((3, 1), np.float32)).tolist() == [0, 0, 0]

@@ -561,7 +561,8 @@ BAD: list[tuple[str, str, str, Any, int, str]] = [
     ("body-a-string", "POST", "/api/generate", "tiny", 400, ""),
     ("body-null", "POST", "/api/generate", b"null", 400, ""),
     ("body-empty", "POST", "/api/generate", b"", 400, "JSON body"),
-    ("body-deeply-nested", "POST", "/api/generate", b"[" * 100_000 + b"]" * 100_000, 400, ""),
+    ("body-deeply-nested", "POST", "/api/generate", b"[" * 50_000 + b"]" * 50_000, 400, ""),
+    ("body-too-large", "POST", "/api/generate", b"[" * 100_000 + b"]" * 100_000, 413, "larger"),
     ("unknown-field", "POST", "/api/generate", {"run": "tiny", "lenght": 5}, 400, "lenght"),
     ("missing-run", "POST", "/api/generate", {"prompt": "a"}, 400, "run"),
     ("unknown-run", "POST", "/api/generate", {"run": "nope"}, 404, "nope"),
@@ -618,3 +619,116 @@ def test_bad_input_is_a_one_line_json_error_and_the_server_goes_on(
     assert len(texts[0]) == 20
     assert warm.get("/api/health").json()["generations"] == 0
     assert snapshot(runs) == before
+
+
+# --- what a review found: bodies, hosts, conversations, long runs, changed sources, threads ----------
+def test_a_body_over_the_limit_is_refused_as_it_arrives(runs: Path) -> None:
+    small = Service(root=runs, limits=Limits(max_prompt_chars=10, max_attribute_chars=10))
+    try:
+        with TestClient(create_app(small)) as c:
+            most = 12 * 10 + (64 << 10)
+            body = json.dumps({"run": "tiny", "text": "a" * (most + 1)}).encode()
+            for headers in ({"content-type": "application/json"},  # declared length
+                            {"content-type": "application/json", "transfer-encoding": "chunked"}):
+                chunks = iter([body[:1000], body[1000:]]) if "transfer-encoding" in headers else None
+                r = c.post("/api/attribute", content=chunks if chunks is not None else body, headers=headers)
+                assert r.status_code == 413 and "larger than this server takes" in r.json()["error"]
+            assert c.post("/api/attribute", json={"run": "tiny", "text": "The cat"}).status_code == 200
+    finally:
+        small.close()
+
+
+def test_on_a_loopback_address_only_requests_for_it_are_answered(service: Service) -> None:
+    with TestClient(create_app(service, allowed_hosts=["localhost", "127.0.0.1"])) as c:
+        assert c.get("/api/health").status_code == 400  # Host: testserver, e.g. a rebound DNS name
+        assert c.get("/api/health", headers={"host": "127.0.0.1:8000"}).status_code == 200
+
+
+def test_conversations_that_are_answering_are_never_dropped(runs: Path) -> None:
+    from charpoet.web.service import Conversations
+
+    lm = charpoet.load(runs / "tiny")
+    kept = Conversations(limit=2, ttl=3600)
+    a, b = kept.create("tiny", Conversation(lm)), kept.create("tiny", Conversation(lm))
+    kept.get(a).lock.acquire()  # answering
+    c = kept.create("tiny", Conversation(lm))  # drops b, the least recently used of the idle ones
+    assert kept.get(a) and kept.get(c)
+    with pytest.raises(charpoet.CharpoetError, match="no such conversation"):
+        kept.get(b)
+    kept.get(c).lock.acquire()
+    with pytest.raises(Busy, match="all answering"):
+        kept.create("tiny", Conversation(lm))
+
+
+def test_a_chat_refused_for_too_many_streams_keeps_no_conversation(runs: Path) -> None:
+    busy = Service(root=runs, limits=Limits(max_streams_per_client=1))
+    try:
+        with TestClient(create_app(busy)) as c:
+            release = busy.slots.acquire(CLIENT)  # this client's one stream is taken
+            r = c.post("/api/chat", json={"run": "tiny", "text": "The cat"})
+            assert r.status_code == 429 and len(busy.conversations) == 0
+            release()
+            assert c.post("/api/chat", json={"run": "tiny", "text": "The cat"}).status_code == 200
+            assert len(busy.conversations) == 1
+    finally:
+        busy.close()
+
+
+def test_a_long_runs_curves_are_thinned_but_keep_every_evaluation(runs: Path, tmp_path: Path) -> None:
+    from charpoet.web import service as service_module
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs / "tiny", root / "long")
+    lines = []
+    for step in range(1, 10_001):
+        lines.append({"kind": "train", "step": step, "loss": 1.0})
+        if step % 1000 == 0:
+            lines.append({"kind": "eval", "step": step, "val_loss": 1.5})
+    (root / "long" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    records = Service(root=root).runs.metrics("long")
+    train = [r["step"] for r in records if r["kind"] == "train"]
+    assert len(train) <= service_module.MAX_TRAIN_RECORDS + 1 and train[-1] == 10_000 and train == sorted(train)
+    assert [r["step"] for r in records if r["kind"] == "eval"] == list(range(1000, 10_001, 1000))
+
+
+def test_the_index_is_built_again_when_the_runs_sources_change(runs: Path, tmp_path: Path, monkeypatch) -> None:
+    import charpoet.attribution as attribution
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs / "tiny", root / "tiny")
+    built = []
+    real = attribution.index_for_run
+    monkeypatch.setattr(attribution, "index_for_run", lambda path: built.append(path) or real(path))
+    served = Service(root=root).runs
+    first = served.index("tiny")
+    assert served.index("tiny") is first and len(built) == 1
+    library = root / "tiny" / "library.json.gz"
+    stat = library.stat()
+    os.utime(library, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # e.g. --fresh with other texts
+    assert served.index("tiny") is not first and len(built) == 2
+
+
+def test_runs_given_a_run_serve_that_run(runs: Path) -> None:
+    one = Service(root=runs / "tiny")
+    assert one.runs.single and [r["name"] for r in one.runs.summaries()] == ["tiny"]
+    assert one.runs.path("tiny") == (runs / "tiny").resolve()
+
+
+def test_a_name_with_a_lone_surrogate_is_bad_input(client: TestClient) -> None:
+    r = client.post("/api/attribute", content=b'{"run": "\\ud800", "text": "a"}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "bad run name" in r.json()["error"]
+
+
+def test_each_worker_steps_its_stream_on_the_cores_the_workers_leave(runs: Path) -> None:
+    from charpoet.stepper import auto_threads
+    from charpoet.web.service import _cores
+
+    for workers in (1, _cores()):
+        served = Service(root=runs, limits=Limits(workers=workers))
+        try:
+            lm = served.runs.model("tiny")
+            assert served.runs.threads_per_stream == max(1, _cores() // workers)
+            assert lm.stepper.threads == min(auto_threads(lm.model.config.rnn_size), _cores() // workers)
+        finally:
+            served.close()

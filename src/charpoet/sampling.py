@@ -148,7 +148,8 @@ class Sampler:
         self._options = value.validate()
 
     def reseed(self, seed: int | None) -> None:
-        self._rng = np.random.Generator(np.random.PCG64(seed))
+        """A fresh generator; any seed ``check_seed`` accepts (a negative one as its 64-bit pattern, as torch does)."""
+        self._rng = np.random.Generator(np.random.PCG64(None if seed is None else int(seed) % (1 << 64)))
 
     def get_state(self) -> dict[str, Any]:
         """The generator's state: ``set_state`` of it repeats the same draws."""
@@ -164,7 +165,8 @@ class Sampler:
     def kernel_args(self) -> tuple[float, int, float, np.ndarray]:
         """(temperature, top_k, top_p, banned) as the compiled kernels take them."""
         o = self._options
-        return float(o.temperature), int(o.top_k), float(o.top_p), self.banned
+        top_k = min(int(o.top_k), len(self.banned))  # k >= V keeps every token; the kernel takes an int64
+        return float(o.temperature), top_k, float(o.top_p), self.banned
 
     def pick(self, logits: np.ndarray) -> np.ndarray:
         """(N, V) logits -> (N,) int64 token ids; one uniform number per row."""

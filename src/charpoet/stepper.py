@@ -82,8 +82,10 @@ class Stepper:
         self._torch = params  # float32, on the model's device
         if self.backend == "compiled":
             self._arrays = _compiled_weights(params, cfg)
-        most = compiled_threads() if self.backend == "compiled" else 1
-        self.threads = max(1, min(most, self.rnn_size // UNITS_PER_THREAD) if threads is None else min(threads, most))
+        if self.backend != "compiled":
+            self.threads = 1
+        else:
+            self.threads = auto_threads(self.rnn_size) if threads is None else min(threads, compiled_threads())
 
     # --- states ------------------------------------------------------------------------------
     def init_state(self, streams: int) -> State:
@@ -333,6 +335,12 @@ def _compiled_weights(p: dict[str, torch.Tensor], cfg: Any) -> tuple[Any, ...]:
     cell = kernels.LSTM if lstm else kernels.GRU
     return (cell, arr(table), arr(w_ih0), arr(w_ih), arr(w_hh), arr(b_in), arr(torch.stack(b_hh)),
             arr(ln_w), arr(ln_b), arr(p["head.weight"]), arr(p["head.bias"]))
+
+
+def auto_threads(rnn_size: int) -> int:
+    """The threads a compiled step of one stream uses by default: as many as ``compiled_threads``
+    allows, with ``UNITS_PER_THREAD`` units or more each (a smaller share is slower than one core)."""
+    return max(1, min(compiled_threads(), rnn_size // UNITS_PER_THREAD))
 
 
 @lru_cache(maxsize=None)

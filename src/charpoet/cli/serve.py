@@ -56,9 +56,14 @@ def serve(
 
     from charpoet.web.app import create_app
 
+    from charpoet.stepper import warm_up
+
     shown = f"[{host}]" if ":" in host else host
     what = f"run {service.runs.root}" if service.runs.single else f"runs in {service.runs.root}"
-    config = uvicorn.Config(create_app(service), log_level="warning", timeout_graceful_shutdown=3,
+    warm_up()  # the generation kernels, compiled or loaded from the cache before the first request
+    # on a loopback address only requests for it are answered (no DNS rebinding); IPv6 hosts: any
+    hosts = ["localhost", "127.0.0.1"] if _is_loopback(host) and ":" not in host else None
+    config = uvicorn.Config(create_app(service, allowed_hosts=hosts), log_level="warning", timeout_graceful_shutdown=3,
                             lifespan="off")
     try:
         print(f"charpoet serve: http://{shown}:{bound_port}/ ({what}); Ctrl-C stops", file=sys.stderr, flush=True)

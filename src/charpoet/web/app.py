@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from charpoet.errors import CharpoetError, CheckpointError, ConfigError
 from charpoet.web.service import Busy, NotFound, Pump, Service, attribution_json
@@ -76,6 +77,50 @@ class ChatBody(SamplingBody):
 
 class ConversationBody(_Body):
     conversation: str
+
+
+class _BodyLimit:
+    """Refuses a request body of more than ``most`` bytes (413, a JSON error) before it is parsed:
+    at once when its length is declared (the server holds a body to that length), or while it
+    arrives when it is sent in chunks (then it is read here, and handed on whole)."""
+
+    def __init__(self, app: Any, most: int):
+        self.app, self.most = app, most
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = error(413, f"the request body is larger than this server takes ({self.most:,} bytes)")
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit():
+            if int(declared) > self.most:
+                await too_large(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        parts: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            if size > self.most:
+                await too_large(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        handed = False
+
+        async def replay() -> Any:
+            nonlocal handed
+            if not handed:
+                handed = True
+                return {"type": "http.request", "body": b"".join(parts), "more_body": False}
+            return await receive()  # then what comes after the body: a disconnect
+
+        await self.app(scope, replay, send)
 
 
 class _Revalidated(StaticFiles):
@@ -129,10 +174,23 @@ def _client(request: Request) -> str:
 
 
 # --- the app -------------------------------------------------------------------------------
-def create_app(service: Service) -> FastAPI:
-    """The FastAPI app serving ``service``'s runs; ``app.state.service`` is ``service``."""
+def create_app(service: Service, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The FastAPI app serving ``service``'s runs; ``app.state.service`` is ``service``.
+
+    ``allowed_hosts``: the only ``Host`` headers answered (``charpoet serve`` on a loopback address
+    allows ``localhost``, ``127.0.0.1`` and ``::1``, so a page of another site cannot reach it by
+    rebinding a DNS name to 127.0.0.1); None answers any.
+    """
+    import charpoet.chat  # noqa: F401  (torch, numpy, numba: imported now, not by the first request,
+    import charpoet.sample  # noqa: F401  which would hold up the event loop for seconds)
+
+    limits = service.limits
+    most_chars = max(limits.max_prompt_chars, limits.max_attribute_chars)
     app = FastAPI(title="charpoet", summary="Write with trained char-RNNs and see what they copy.",
                   docs_url=None, redoc_url=None)  # the interactive docs would load scripts from a CDN
+    app.add_middleware(_BodyLimit, most=12 * most_chars + (64 << 10))  # a character is at most 12 bytes of JSON
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     app.state.service = service
     static = resources.files("charpoet.web") / "static"
     app.mount("/static", _Revalidated(directory=str(static)), name="static")
@@ -246,29 +304,33 @@ def create_app(service: Service) -> FastAPI:
         options = ChatOptions(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p, seed=body.seed,
                               max_length=body.max_length, sentences=body.sentences, user_prefix=body.user_prefix,
                               bot_prefix=body.bot_prefix).validate(_names(ChatOptions))
-        if body.conversation:
-            session = service.conversations.get(body.conversation)
-            cid = body.conversation
-            if body.run is not None and body.run != session.run:
-                raise ConfigError(f"conversation {cid} is with run {session.run!r}, not {body.run!r}")
-        elif body.run is not None:
-            lm = await run_in_threadpool(service.runs.model, body.run)
-            conversation = Conversation(lm, options)
-            conversation.stream(body.text)  # unknown characters: an error before a conversation is kept
-            cid = service.conversations.create(body.run, conversation)
-            session = service.conversations.get(cid)
-        else:
-            raise ConfigError("give the run to start a conversation, or the id of one to continue")
-        if not session.lock.acquire(blocking=False):
-            raise Busy("this conversation is answering already; wait for the answer or stop it", 409)
+        release_slot = service.slots.acquire(_client(request))  # first: a refused request leaves nothing behind
         try:
-            conversation = session.conversation
             if body.conversation:
-                conversation.options = options  # this turn's options (a seed applies on reset)
-            stream = conversation.stream(body.text)  # unknown characters: an error now, nothing changed
-            release_slot = service.slots.acquire(_client(request))
+                session = service.conversations.get(body.conversation)
+                cid = body.conversation
+                if body.run is not None and body.run != session.run:
+                    raise ConfigError(f"conversation {cid} is with run {session.run!r}, not {body.run!r}")
+            elif body.run is not None:
+                lm = await run_in_threadpool(service.runs.model, body.run)
+                conversation = Conversation(lm, options)
+                conversation.stream(body.text)  # unknown characters: an error before a conversation is kept
+                cid = service.conversations.create(body.run, conversation)
+                session = service.conversations.get(cid)
+            else:
+                raise ConfigError("give the run to start a conversation, or the id of one to continue")
+            if not session.lock.acquire(blocking=False):
+                raise Busy("this conversation is answering already; wait for the answer or stop it", 409)
+            try:
+                conversation = session.conversation
+                if body.conversation:
+                    conversation.options = options  # this turn's options (a seed applies on reset)
+                stream = conversation.stream(body.text)  # unknown characters: an error now, nothing changed
+            except BaseException:
+                session.lock.release()
+                raise
         except BaseException:
-            session.lock.release()
+            release_slot()
             raise
 
         def release() -> None:

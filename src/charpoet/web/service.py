@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charpoet.checkpoint import BEST, CONFIG, LAST, METRICS_LOG
+from charpoet.checkpoint import BEST, CONFIG, LAST, LIBRARY, METRICS_LOG
 from charpoet.errors import CharpoetError, ConfigError
 from charpoet.runs import MAX_DEPTH, list_runs, summarise_run
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from charpoet.sample import LanguageModel
 
 SAMPLES_LOG = "samples.jsonl"  # written by charpoet.monitor
+MAX_TRAIN_RECORDS = 2000  # training-step records sent for a run's curves
 MAX_NAME_CHARS = 255
 
 
@@ -76,17 +77,20 @@ class Limits:
 
     @property
     def worker_threads(self) -> int:
-        if self.workers:
-            return self.workers
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return self.workers or _cores()
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def check_run_name(name: Any) -> list[str]:
     """The parts of a run name as the run list gives it (``a`` or ``a/b``); ``ConfigError`` for
-    anything else: absolute paths, ``..``, hidden parts, backslashes, control characters."""
+    anything else: absolute paths, ``..``, hidden parts, backslashes, control characters, lone surrogates."""
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
         raise ConfigError("a run is named by its name in the run list, e.g. \"shakespeare\" or \"books/verne\"")
-    if any(ord(ch) < 32 or ch == "\\" for ch in name) or name.startswith("/"):
+    if any(ord(ch) < 32 or ch == "\\" or 0xD800 <= ord(ch) < 0xE000 for ch in name) or name.startswith("/"):
         raise ConfigError(f"bad run name {name!r}: give the name from the run list, not a path")
     parts = name.split("/")
     if len(parts) > MAX_DEPTH or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
@@ -103,16 +107,17 @@ class Runs:
         if (root is None) == (run is None):
             raise ValueError("give a runs directory or one run")
         self.weights = weights
-        self.single = run is not None
         self.root = Path(root if root is not None else run).expanduser()  # type: ignore[arg-type]
+        self.single = run is not None or (self.root / CONFIG).is_file()  # --runs RUN: that one run
         if not self.root.is_dir():
             what = "is not a directory" if self.root.exists() else "does not exist"
             raise ConfigError(f"{'run' if self.single else 'runs directory'} {self.root} {what}")
         if self.single and not (self.root / CONFIG).is_file():
             raise ConfigError(f"{self.root} is not a charpoet run (no {CONFIG})")
+        self.threads_per_stream: int | None = None  # most threads of one stream's step (None: the stepper's choice)
         self._lock = threading.Lock()
         self._models: dict[str, tuple[float, LanguageModel]] = {}
-        self._indexes: dict[str, CorpusIndex] = {}
+        self._indexes: dict[str, tuple[float, CorpusIndex]] = {}
         self._loading: dict[str, threading.Lock] = {}
 
     @property
@@ -172,34 +177,47 @@ class Runs:
             if cached is not None and cached[0] == stamp:
                 return cached[1]
             from charpoet.sample import load
+            from charpoet.stepper import Stepper, auto_threads
 
             lm = load(path, weights=self.weights, device="cpu")
+            most = auto_threads(lm.model.config.rnn_size)
+            lm.stepper = Stepper(lm.model, threads=min(most, self.threads_per_stream or most))
             with self._lock:
                 self._models[name] = (stamp, lm)
             return lm
 
     def index(self, name: str) -> CorpusIndex:
-        """The attribution index of the run's sources (built once, cached in the run directory)."""
+        """The attribution index of the run's sources (built once, cached in the run directory;
+        built again when the run's sources change, e.g. a run started over with other texts)."""
         path = self.path(name)
+        stamp = _mtime(path / LIBRARY)
         with self._lock:
             found = self._indexes.get(name)
             gate = self._loading.setdefault(f"{name}\0index", threading.Lock())
-        if found is not None:
-            return found
+        if found is not None and found[0] == stamp:
+            return found[1]
         with gate:
             with self._lock:
                 found = self._indexes.get(name)
-            if found is None:
+            if found is None or found[0] != stamp:
                 from charpoet.attribution import index_for_run
 
-                found = index_for_run(path)
+                found = (stamp, index_for_run(path))
                 with self._lock:
                     self._indexes[name] = found
-            return found
+            return found[1]
 
-    def metrics(self, name: str) -> list[dict[str, Any]]:
-        """The run's metrics history (``metrics.jsonl``), oldest first; torn lines skipped."""
-        return _read_jsonl(self.path(name) / METRICS_LOG)
+    def metrics(self, name: str, most: int = MAX_TRAIN_RECORDS) -> list[dict[str, Any]]:
+        """The run's metrics history (``metrics.jsonl``), oldest first; torn lines skipped. Of the
+        training-step records at most ``most`` are kept, evenly spaced, the last always among them
+        (a long run logs hundreds of thousands); evaluations and the rest are all kept."""
+        records = _read_jsonl(self.path(name) / METRICS_LOG)
+        train = [i for i, r in enumerate(records) if r.get("kind") == "train"]
+        if len(train) <= most:
+            return records
+        stride = math.ceil(len(train) / most)
+        dropped = set(train[:-1]) - set(train[len(train) - 1::-stride])
+        return [r for i, r in enumerate(records) if i not in dropped]
 
     def samples(self, name: str, limit: int, min_quote: int) -> list[dict[str, Any]]:
         """The run's latest ``limit`` training samples, oldest first, each with its attribution."""
@@ -403,8 +421,11 @@ class Conversations:
         cid = secrets.token_urlsafe(16)
         with self._lock:
             self._expire()
-            while len(self._sessions) >= self.limit:
-                self._sessions.popitem(last=False)
+            while len(self._sessions) >= self.limit:  # the least recently used that is not answering
+                idle = next((c for c, s in self._sessions.items() if not s.lock.locked()), None)
+                if idle is None:
+                    raise Busy(f"the server holds {self.limit} conversations that are all answering; try again soon")
+                del self._sessions[idle]
             self._sessions[cid] = ChatSession(run, conversation, threading.Lock(), time.monotonic())
         return cid
 
@@ -440,6 +461,8 @@ class Service:
         self.limits = (limits or Limits()).validate()
         self.min_quote = check_min_quote(min_quote)
         self.runs = Runs(root, run, weights)
+        # each worker computes one stream at a time: its step gets the cores the workers leave free
+        self.runs.threads_per_stream = max(1, _cores() // self.limits.worker_threads)
         self.pool = ThreadPoolExecutor(max_workers=self.limits.worker_threads, thread_name_prefix="charpoet-serve")
         self.slots = ClientSlots(self.limits.max_streams_per_client)
         self.conversations = Conversations(self.limits.max_conversations, self.limits.conversation_ttl)

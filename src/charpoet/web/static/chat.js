@@ -85,6 +85,22 @@ export async function loadConversation(run) {
   if (loadedFor === run) setState("idle");
 }
 
+let stoppedAt = -Infinity;
+
+/** Run ``request``; when the server still holds an answer that was just stopped (409 or 429 for a
+ * moment, until it notices), try again a few times instead of showing an error. */
+async function afterStop(request) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await request();
+    } catch (err) {
+      const busy = err.status === 409 || err.status === 429;
+      if (!busy || attempt >= 10 || performance.now() - stoppedAt > 3000) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
 async function streamTurn(body, run, answerNode) {
   let conv = null;
   await postEvents("/api/chat", body, {
@@ -127,7 +143,7 @@ export async function send() {
     let conv;
     const id = storedId(run);
     try {
-      conv = await streamTurn(id ? { ...body, conversation: id } : { ...body, run }, run, answer);
+      conv = await afterStop(() => streamTurn(id ? { ...body, conversation: id } : { ...body, run }, run, answer));
     } catch (err) {
       if (!(id && err.status === 404)) throw err;
       sessionStorage.removeItem(key(run)); // expired, or the server restarted: start afresh
@@ -157,6 +173,7 @@ export async function send() {
 export function stopAnswer() {
   if (!controller) return false;
   controller.abort();
+  stoppedAt = performance.now();
   return true;
 }
 
@@ -166,7 +183,7 @@ async function edit(path, what) {
   if (controller || !id) return;
   clearError();
   try {
-    const conv = await postJSON(path, { conversation: id });
+    const conv = await afterStop(() => postJSON(path, { conversation: id }));
     renderTurns(conv.turns);
     setState("idle", what(conv));
   } catch (err) {
