@@ -65,6 +65,9 @@ def serve(
     hosts = ["localhost", "127.0.0.1"] if _is_loopback(host) and ":" not in host else None
     config = uvicorn.Config(create_app(service, allowed_hosts=hosts), log_level="warning", timeout_graceful_shutdown=3,
                             lifespan="off")
+    import gc
+
+    gc.freeze()  # what start-up made (torch, numpy, the model) is never scanned again: no long collections later
     try:
         print(f"charpoet serve: http://{shown}:{bound_port}/ ({what}); Ctrl-C stops", file=sys.stderr, flush=True)
         uvicorn.Server(config).run(sockets=[sock])
