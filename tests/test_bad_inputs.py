@@ -264,6 +264,13 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("serve-zero-streams", lambda w: ["serve", "--checkpoint-path", w.run, "--max-streams-per-client", "0", "--port", "0"], "--max-streams-per-client"),
     ("serve-negative-workers", lambda w: ["serve", "--checkpoint-path", w.run, "--workers", "-1", "--port", "0"], "--workers"),
     ("serve-zero-min-quote", lambda w: ["serve", "--checkpoint-path", w.run, "--min-quote", "0", "--port", "0"], "--min-quote"),
+    # --- export
+    ("export-missing-run", lambda w: ["export", w.root / "nowhere", "-o", w.root / "m.onnx"], "does not exist"),
+    ("export-not-a-run", lambda w: ["export", w.files["emptydir"], "-o", w.root / "m.onnx"], "emptydir"),
+    ("export-unknown-format", lambda w: ["export", w.run, "--format", "keras", "-o", w.root / "m.onnx"], "--format"),
+    ("export-output-directory-missing", lambda w: ["export", w.run, "-o", w.root / "no" / "m.onnx"], "does not exist"),
+    ("export-output-is-a-directory", lambda w: ["export", w.run, "-o", w.root], "is a directory"),
+    ("export-over-a-run-file", lambda w: ["export", w.run, "-o", w.run / "config.json", "--force"], "file of the run"),
     # --- corpus
     ("corpus-add-dead-mirror", lambda w: ["corpus", "add", "84", "--library", w.root / "lib", "--mirror", DEAD, *NO_NET], "127.0.0.1:9"),
     ("corpus-add-unknown-protocol", lambda w: ["corpus", "add", "84", "--library", w.root / "lib", "--mirror", "gopher://example/"], "gopher"),
@@ -319,7 +326,7 @@ def test_bad_input_is_one_line_and_exit_2(world: World, args: Callable[[World], 
 def test_the_catalogue_is_large_and_covers_every_command() -> None:
     assert len(CASES) >= 60 and len({i for i, _, _ in CASES}) == len(CASES)
     commands = {i.split("-")[0] for i, _, _ in CASES} | {"-".join(i.split("-")[:2]) for i, _, _ in CASES}
-    assert {"train", "generate", "chat", "attribute", "runs", "serve", "corpus-add", "corpus-search", "corpus-show",
+    assert {"train", "generate", "chat", "attribute", "runs", "serve", "export", "corpus-add", "corpus-search", "corpus-show",
             "corpus-list", "corpus-remove", "corpus-split", "corpus-clean"} <= commands
 
 
