@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 DEMO   ?= runs/demo
 DEMO_MINUTES ?= 3
 
-.PHONY: demo test install dev browser bench-speed bench-quality bench-clean clean
+.PHONY: demo test install dev browser web-runtime bench-speed bench-quality bench-clean clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,22 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m charpoet.stepper  # compile the generation kernels for this CPU once
 	touch $@ $(VENV)/.installed
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed web-runtime
 
-dev: $(VENV)/.installed-dev
+dev: $(VENV)/.installed-dev web-runtime
+
+# onnxruntime-web for `charpoet export --format web`, pinned by web/package-lock.json (npm ci never
+# changes the lock); without npm the site export says how to get it, everything else works.
+WEB_RUNTIME := web/node_modules/.package-lock.json
+
+web-runtime: $(WEB_RUNTIME)
+
+$(WEB_RUNTIME): web/package.json web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "npm not found: charpoet export --format web needs onnxruntime-web (npm ci --prefix web)"; \
+	fi
 
 demo: install
 	@echo "== training on the built-in Shakespeare corpus for $(DEMO_MINUTES) minutes (fresh run in $(DEMO)) =="
@@ -66,4 +79,4 @@ bench-clean: install
 	$(BIN)/python benchmarks/gutenberg_clean.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache web/node_modules

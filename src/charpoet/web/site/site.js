@@ -1,0 +1,162 @@
+// The exported site's page: the Write view of `charpoet serve`, generating in this browser.
+//
+// It loads the model (generate.js), then Write streams the text token by token into one text node
+// after the prompt, yielding to the browser every frame so it paints; Stop (or Esc) ends it. At
+// the end the text is handed to `highlight` (the attribution hook below) and the state shows
+// "done" (data-state on #write-status and #output, as on the served page).
+
+import { lineChart } from "./static/charts.js";
+import { copySummary, el, noveltyPoints, renderLegend, renderText } from "./static/highlight.js";
+import { clearError, enterSubmits, InputError, readNumber, showError, showNotice } from "./static/ui.js";
+import { GenerationError, loadModel, randomSeed } from "./generate.js";
+
+const $ = (id) => document.getElementById(id);
+let model = null;
+let controller = null; // the running generation's AbortController
+
+function setState(state, message = "") {
+  $("write-status").dataset.state = state;
+  $("write-status").textContent = message;
+  $("output").dataset.state = state;
+  $("output").setAttribute("aria-busy", String(state === "writing"));
+  $("write").disabled = state === "writing" || !model;
+  $("stop").disabled = state !== "writing";
+}
+
+function options() {
+  const raw = $("prompt").value;
+  return {
+    prompt: raw === "" ? "\n" : raw, // nothing typed: start at the beginning of a line
+    temperature: readNumber("temperature", "Temperature"),
+    topK: readNumber("top-k", "Top-k", { integer: true }),
+    topP: readNumber("top-p", "Top-p"),
+    length: readNumber("length", "Length", { integer: true }),
+    seed: readNumber("seed", "Seed", { integer: true, optional: true }) ?? randomSeed(),
+  };
+}
+
+// --- attribution hook ----------------------------------------------------------------------------
+// When the export carries the attribution index, site.json's "attribution" is {base, min_len}:
+// the folder of its files (sources.json, corpus.bin, index.bin) and the shortest copy to mark,
+// and static/attribution.js is copied with the other shared modules. `highlight` then returns
+// the ATT object of the server's /api/attribute ({text, spans, legend, metrics, min_len}) that
+// highlight.js draws; without them it returns null and the text stays plain.
+let attributionIndex = null; // loaded once, at the first highlight
+async function highlight(text) {
+  const spec = model.site.attribution;
+  if (!spec || !text) return null;
+  const { attribute, loadIndex } = await import("./static/attribution.js");
+  attributionIndex ??= await loadIndex(spec.base ?? "attribution/");
+  return attribute(attributionIndex, text, spec.min_len ?? 20);
+}
+
+function showAnalysis(att) {
+  if (!att || !att.metrics) return;
+  $("copy-stats").textContent = copySummary(att);
+  renderLegend($("legend"), att);
+  $("legend").hidden = !att.legend.length;
+  lineChart($("novelty-chart"), {
+    series: [{ name: "novel share", points: noveltyPoints(att) }],
+    xLabel: "substring length (characters)", yLabel: "share novel", xMin: 1, xMax: 50, yMin: 0, yMax: 1, height: 190,
+  });
+  $("analysis").hidden = false;
+}
+
+const nextFrame = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+export async function write() {
+  if (controller || !model) return;
+  clearError();
+  let opts;
+  try {
+    opts = options();
+  } catch (err) {
+    if (err instanceof InputError) return showError(err.message);
+    throw err;
+  }
+  const ctl = new AbortController();
+  controller = ctl;
+  const output = $("output");
+  const shownPrompt = opts.prompt === "\n" ? "" : opts.prompt;
+  const generated = document.createTextNode("");
+  output.replaceChildren(
+    ...(shownPrompt ? [el("span", { class: "prompt", "data-testid": "prompt-echo" }, shownPrompt)] : []),
+    el("span", { class: "generated" }, generated),
+  );
+  output.dataset.seed = String(opts.seed);
+  $("analysis").hidden = true;
+  setState("writing", "Writing…");
+  let painted = performance.now();
+  try {
+    for await (const piece of model.stream(opts.prompt, { ...opts, signal: ctl.signal })) {
+      generated.appendData(piece);
+      if (performance.now() - painted > 16) { // let the browser paint (and see Stop) once a frame
+        await nextFrame();
+        painted = performance.now();
+      }
+    }
+    const stopped = ctl.signal.aborted;
+    const text = generated.data;
+    let att = null;
+    try {
+      att = await highlight(text);
+    } catch (err) {
+      showNotice(`No highlighting: ${err.message || err}`);
+    }
+    if (att) {
+      renderText(output, att, shownPrompt);
+      showAnalysis(att);
+    }
+    const count = `${Array.from(text).length.toLocaleString("en")} characters written`;
+    setState(stopped ? "stopped" : "done", stopped ? `Stopped: ${count}.` : `${count}.`);
+  } catch (err) {
+    setState("error", "");
+    showError(err instanceof GenerationError ? err.message : `generation failed: ${err.message || err}`);
+  } finally {
+    controller = null;
+    setState($("write-status").dataset.state, $("write-status").textContent);
+  }
+}
+
+/** Stop the running generation; false if none runs. */
+export function stopWriting() {
+  if (!controller) return false;
+  controller.abort();
+  return true;
+}
+
+async function init() {
+  $("write-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    write();
+  });
+  enterSubmits($("prompt"), write);
+  $("settings").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.target.tagName === "INPUT") {
+      event.preventDefault();
+      write();
+    }
+  });
+  $("stop").addEventListener("click", stopWriting);
+  $("error-close").addEventListener("click", clearError);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !stopWriting()) clearError();
+  });
+  setState("idle");
+  document.body.dataset.model = "loading";
+  try {
+    const started = performance.now();
+    model = await loadModel("site.json");
+    const s = model.site;
+    $("run-info").textContent = `${s.run}: ${s.num_layers}×${s.rnn_size} ${s.cell.toUpperCase()}, ` +
+      `vocabulary ${s.vocab_size.toLocaleString("en")}, in this browser (loaded in ${Math.round(performance.now() - started)} ms)`;
+    document.body.dataset.model = "ready";
+    setState("idle");
+  } catch (err) {
+    document.body.dataset.model = "error";
+    $("run-info").textContent = "The model could not be loaded.";
+    showError(`loading the model failed: ${err.message || err}`);
+  }
+}
+
+init();
