@@ -74,6 +74,34 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run"
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless with a fresh temporary profile, through Playwright, once per session
+    (a second Playwright could not start while one runs); skipped with the reason when Playwright or
+    Chromium is missing, except under ``CI=true``, where that fails."""
+    def unavailable(reason: str) -> None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (required when CI=true)")
+        pytest.skip(reason)
+
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
+    expect.set_options(timeout=60_000)  # generous: a slow machine only makes the tests slower
+    if not CHROMIUM.is_file():
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium; make test does it as root)")
+    with sync_playwright() as p:
+        found = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield found
+        found.close()
+
+
 @pytest.fixture
 def tiny_config():
     """A model and schedule small enough to train in a second or two."""

@@ -26,9 +26,6 @@ from charpoet.errors import CharpoetError
 from charpoet.export import ORT_WEB_FILES, ORT_WEB_VERSION, SHARED_ASSETS, export_web, ort_web_files
 
 pytest.importorskip("onnx")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
 PRIME = "ROMEO:"
 
@@ -134,25 +131,17 @@ def served(site: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(served: str) -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[dev]')")
-    if not CHROMIUM.is_file():
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium; make test does it as root)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(served)
-        page.wait_for_function("document.body.dataset.model !== 'loading' && document.body.dataset.model",
-                               timeout=TIMEOUT_MS)
-        assert page.evaluate("document.body.dataset.model") == "ready", (page.inner_text("#error-text"), errors)
-        yield page
-        assert not errors, errors
-        browser.close()
+def page(served: str, browser: Any) -> Iterator[Any]:
+    page = browser.new_page()  # the session's Chromium (tests/conftest.py), a fresh page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(served)
+    page.wait_for_function("document.body.dataset.model !== 'loading' && document.body.dataset.model",
+                           timeout=TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.model") == "ready", (page.inner_text("#error-text"), errors)
+    yield page
+    page.close()
+    assert not errors, errors
 
 
 def write(page: Any, prompt: str, **settings: Any) -> str:

@@ -28,13 +28,10 @@ import pytest
 
 from serve_helpers import live_server
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 60_000
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 # lines of the training text (conftest.TINY_LINES), so the samples have copies to highlight
 SAMPLE_TEXTS = [
     "ROMEO: what light through yonder window breaks?\nThe cat sat on the mat.\nA dog ran in the fo",
@@ -44,27 +41,8 @@ SAMPLE_TEXTS = [
 pytestmark = pytest.mark.slow
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (required when CI=true)")
-    pytest.skip(reason)
-
-
 # --- fixtures ---------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[dev]')")
-    expect.set_options(timeout=TIMEOUT_MS)  # generous: a slow machine only makes the tests slower
-    if not CHROMIUM.is_file():
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium; make test does it as root)")
-    with sync_playwright() as p:
-        # launch() gives the browser a fresh temporary profile, removed when it closes
-        found = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield found
-        found.close()
+# ``browser`` (tests/conftest.py): one headless Chromium for the session, shared with test_export_web
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ ORT_WEB_VERSION = "1.30.0"  # the version pinned in web/package.json
 # onnxruntime-web's files for the CPU (WebAssembly) backend: its ES module, and the Emscripten module
 # and binary it loads; built with threads, they run on one without SharedArrayBuffer (numThreads = 1)
 ORT_WEB_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-SHARED_ASSETS = ("style.css", "favicon.svg", "ui.js", "highlight.js", "charts.js", "attribution.js")  # from web/static
+SHARED_ASSETS = ("style.css", "favicon.svg", "ui.js", "highlight.js", "charts.js", "writeview.js", "attribution.js")  # from web/static
 ATTRIBUTION_DIR = "attribution"  # the site's sources and their index (charpoet.site_index)
 SITE_FILES = ("site.js", "generate.js")  # the site's own, from web/site
 

@@ -5,9 +5,9 @@
 // the end the text is handed to `highlight` (the attribution hook below) and the state shows
 // "done" (data-state on #write-status and #output, as on the served page).
 
-import { lineChart } from "./static/charts.js";
-import { copySummary, el, noveltyPoints, renderLegend, renderText } from "./static/highlight.js";
-import { clearError, enterSubmits, InputError, readNumber, showError, showNotice } from "./static/ui.js";
+import { el, renderText } from "./static/highlight.js";
+import { clearError, InputError, showError, showNotice } from "./static/ui.js";
+import { readSettings, showAnalysis, wireWriteForm } from "./static/writeview.js";
 import { GenerationError, loadModel, randomSeed } from "./generate.js";
 
 const $ = (id) => document.getElementById(id);
@@ -24,15 +24,8 @@ function setState(state, message = "") {
 }
 
 function options() {
-  const raw = $("prompt").value;
-  return {
-    prompt: raw === "" ? "\n" : raw, // nothing typed: start at the beginning of a line
-    temperature: readNumber("temperature", "Temperature"),
-    topK: readNumber("top-k", "Top-k", { integer: true }),
-    topP: readNumber("top-p", "Top-p"),
-    length: readNumber("length", "Length", { integer: true }),
-    seed: readNumber("seed", "Seed", { integer: true, optional: true }) ?? randomSeed(),
-  };
+  const { top_k: topK, top_p: topP, seed, ...rest } = readSettings();
+  return { ...rest, topK, topP, seed: seed ?? randomSeed() };
 }
 
 // --- attribution hook ----------------------------------------------------------------------------
@@ -48,18 +41,6 @@ async function highlight(text) {
   const { attribute, loadIndex } = await import("./static/attribution.js");
   attributionIndex ??= await loadIndex(spec.base ?? "attribution/");
   return attribute(attributionIndex, text, spec.min_len ?? 20);
-}
-
-function showAnalysis(att) {
-  if (!att || !att.metrics) return;
-  $("copy-stats").textContent = copySummary(att);
-  renderLegend($("legend"), att);
-  $("legend").hidden = !att.legend.length;
-  lineChart($("novelty-chart"), {
-    series: [{ name: "novel share", points: noveltyPoints(att) }],
-    xLabel: "substring length (characters)", yLabel: "share novel", xMin: 1, xMax: 50, yMin: 0, yMax: 1, height: 190,
-  });
-  $("analysis").hidden = false;
 }
 
 const nextFrame = () => new Promise((resolve) => setTimeout(resolve, 0));
@@ -126,18 +107,7 @@ export function stopWriting() {
 }
 
 async function init() {
-  $("write-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    write();
-  });
-  enterSubmits($("prompt"), write);
-  $("settings").addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && event.target.tagName === "INPUT") {
-      event.preventDefault();
-      write();
-    }
-  });
-  $("stop").addEventListener("click", stopWriting);
+  wireWriteForm(write, stopWriting);
   $("error-close").addEventListener("click", clearError);
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !stopWriting()) clearError();

@@ -5,9 +5,9 @@
 // Stop (or Esc) aborts the request; the server then stops computing.
 
 import { postEvents, postJSON } from "./api.js";
-import { lineChart } from "./charts.js";
-import { copySummary, el, noveltyPoints, renderLegend, renderText } from "./highlight.js";
-import { clearError, enterSubmits, InputError, readNumber, showError, showNotice } from "./ui.js";
+import { el, renderText } from "./highlight.js";
+import { clearError, InputError, showError, showNotice } from "./ui.js";
+import { readSettings, showAnalysis, wireWriteForm } from "./writeview.js";
 
 const $ = (id) => document.getElementById(id);
 let controller = null; // the running generation's AbortController
@@ -25,32 +25,7 @@ function setState(state, message = "") {
 }
 
 function options() {
-  const raw = $("prompt").value;
-  return {
-    run: getRun(),
-    prompt: raw === "" ? "\n" : raw,  // nothing typed: start at the beginning of a line
-    temperature: readNumber("temperature", "Temperature"),
-    top_k: readNumber("top-k", "Top-k", { integer: true }),
-    top_p: readNumber("top-p", "Top-p"),
-    length: readNumber("length", "Length", { integer: true }),
-    seed: readNumber("seed", "Seed", { integer: true, optional: true }),
-  };
-}
-
-function showAnalysis(att) {
-  const analysis = $("analysis");
-  if (!att.metrics) { // the run has no sources to compare with
-    analysis.hidden = true;
-    return;
-  }
-  $("copy-stats").textContent = copySummary(att);
-  renderLegend($("legend"), att);
-  $("legend").hidden = !att.legend.length;
-  lineChart($("novelty-chart"), {
-    series: [{ name: "novel share", points: noveltyPoints(att) }],
-    xLabel: "substring length (characters)", yLabel: "share novel", xMin: 1, xMax: 50, yMin: 0, yMax: 1, height: 190,
-  });
-  analysis.hidden = false;
+  return { run: getRun(), ...readSettings() };
 }
 
 /** Highlight text that was cut short by Stop (the server only attributes finished samples). */
@@ -137,18 +112,7 @@ export function stopWriting() {
 
 export function initWrite(currentRun) {
   getRun = currentRun;
-  $("write-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    write();
-  });
-  enterSubmits($("prompt"), write);
-  $("settings").addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && event.target.tagName === "INPUT") {
-      event.preventDefault();
-      write();
-    }
-  });
-  $("stop").addEventListener("click", stopWriting);
+  wireWriteForm(write, stopWriting);
   setState("idle");
 }
 
