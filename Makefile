@@ -37,10 +37,12 @@ WEB_RUNTIME := web/node_modules/.package-lock.json
 web-runtime: $(WEB_RUNTIME)
 
 $(WEB_RUNTIME): web/package.json web/package-lock.json
-	@if command -v npm >/dev/null 2>&1; then \
-		npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@; \
-	else \
+	@if ! command -v npm >/dev/null 2>&1; then \
 		echo "npm not found: charpoet export --format web needs onnxruntime-web (npm ci --prefix web)"; \
+	elif npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error; then \
+		touch $@; \
+	else \
+		echo "npm ci --prefix web failed: charpoet export --format web will say so; everything else works"; \
 	fi
 
 demo: install
