@@ -5,9 +5,9 @@
 // the end the text is handed to `highlight` (the attribution hook below) and the state shows
 // "done" (data-state on #write-status and #output, as on the served page).
 
-import { el, renderText } from "./static/highlight.js";
+import { renderText } from "./static/highlight.js";
 import { clearError, InputError, showError, showNotice } from "./static/ui.js";
-import { readSettings, showAnalysis, wireWriteForm } from "./static/writeview.js";
+import { beginOutput, readSettings, showAnalysis, wireWriteForm } from "./static/writeview.js";
 import { GenerationError, loadModel, randomSeed } from "./generate.js";
 
 const $ = (id) => document.getElementById(id);
@@ -59,13 +59,8 @@ export async function write() {
   controller = ctl;
   const output = $("output");
   const shownPrompt = opts.prompt === "\n" ? "" : opts.prompt;
-  const generated = document.createTextNode("");
-  output.replaceChildren(
-    ...(shownPrompt ? [el("span", { class: "prompt", "data-testid": "prompt-echo" }, shownPrompt)] : []),
-    el("span", { class: "generated" }, generated),
-  );
+  const generated = beginOutput(opts.prompt);
   output.dataset.seed = String(opts.seed);
-  $("analysis").hidden = true;
   setState("writing", "Writing…");
   let painted = performance.now();
   try {

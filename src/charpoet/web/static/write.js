@@ -5,9 +5,9 @@
 // Stop (or Esc) aborts the request; the server then stops computing.
 
 import { postEvents, postJSON } from "./api.js";
-import { el, renderText } from "./highlight.js";
+import { renderText } from "./highlight.js";
 import { clearError, InputError, showError, showNotice } from "./ui.js";
-import { readSettings, showAnalysis, wireWriteForm } from "./writeview.js";
+import { beginOutput, readSettings, showAnalysis, wireWriteForm } from "./writeview.js";
 
 const $ = (id) => document.getElementById(id);
 let controller = null; // the running generation's AbortController
@@ -56,12 +56,7 @@ export async function write() {
   const output = $("output");
   const before = [...output.childNodes]; // shown again if the server refuses at once
   const analysed = !$("analysis").hidden;
-  const generated = document.createTextNode("");
-  output.replaceChildren(
-    ...(body.prompt === "\n" ? [] : [el("span", { class: "prompt", "data-testid": "prompt-echo" }, body.prompt)]),
-    el("span", { class: "generated" }, generated),
-  );
-  $("analysis").hidden = true;
+  const generated = beginOutput(body.prompt);
   setState("writing", "Writing…");
   let pending = "", done = null;
   try {

@@ -2,7 +2,7 @@
 // reading the sampling settings, wiring the form and keys, and drawing the copy analysis.
 
 import { lineChart } from "./charts.js";
-import { copySummary, noveltyPoints, renderLegend } from "./highlight.js";
+import { copySummary, el, noveltyPoints, renderLegend } from "./highlight.js";
 import { enterSubmits, readNumber } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -19,6 +19,18 @@ export function readSettings() {
     length: readNumber("length", "Length", { integer: true }),
     seed: readNumber("seed", "Seed", { integer: true, optional: true }),
   };
+}
+
+/** Clear the output for a new text: the prompt (none for a bare newline), then an empty text node
+ * that the tokens are appended to, which is returned; the copy analysis is hidden until the end. */
+export function beginOutput(prompt) {
+  const generated = document.createTextNode("");
+  $("output").replaceChildren(
+    ...(prompt === "\n" ? [] : [el("span", { class: "prompt", "data-testid": "prompt-echo" }, prompt)]),
+    el("span", { class: "generated" }, generated),
+  );
+  $("analysis").hidden = true;
+  return generated;
 }
 
 /** Write on submit, Enter in the prompt (Shift+Enter: a new line) or in a setting; Stop stops. */
