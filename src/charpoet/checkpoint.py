@@ -50,10 +50,11 @@ if TYPE_CHECKING:  # torch and the tokenizer (numpy) are imported where tensors 
 
 CONFIG, VOCAB, LIBRARY, METRICS = "config.json", "vocab.json", "library.json.gz", "metrics.json"
 METRICS_LOG = "metrics.jsonl"
+SAMPLES_LOG = "samples.jsonl"  # the training samples (charpoet.monitor)
 BEST, LAST = "best.safetensors", "last.safetensors"
 # what a run directory holds that an output option must never overwrite
 RUN_FILES = frozenset({CONFIG, VOCAB, LIBRARY, METRICS, METRICS_LOG, BEST, LAST, "train.log",
-                       "samples.jsonl", "attribution.index.safetensors"})
+                       SAMPLES_LOG, "attribution.index.safetensors"})
 
 
 class RunWriteError(CheckpointError):

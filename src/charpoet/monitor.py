@@ -32,7 +32,7 @@ from typing import Any
 
 from charpoet.attribution import CorpusIndex
 from charpoet.attribution_types import Attribution
-from charpoet.checkpoint import RunDir
+from charpoet.checkpoint import SAMPLES_LOG, RunDir
 from charpoet.corpus import Library
 from charpoet.corpus.cache import append_bytes, atomic_write_bytes
 from charpoet.errors import CharpoetError, CharpoetWarning, ConfigError
@@ -44,7 +44,7 @@ from charpoet.train import TrainEvent
 log = logging.getLogger("charpoet")
 
 SamplesCallback = Callable[[int, list[tuple[float, Attribution]]], None]
-TENSORBOARD_DIR, SAMPLES_DIR, SAMPLES_LOG, LOSS_PNG = "tensorboard", "samples", "samples.jsonl", "loss.png"
+TENSORBOARD_DIR, SAMPLES_DIR, LOSS_PNG = "tensorboard", "samples", "loss.png"
 
 
 def tensorboard_available() -> bool:

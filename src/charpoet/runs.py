@@ -227,19 +227,33 @@ def _read_history(path: Path, errors: list[str]) -> list[dict[str, Any]]:
     """Evaluations from metrics.jsonl ("eval" lines) if present, else metrics.json."""
     try:
         if (path / METRICS_JSONL).is_file():
-            rows = []
-            for line in (path / METRICS_JSONL).read_text(encoding="utf-8").splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut short by a crash
-            return [r for r in rows if isinstance(r, dict) and r.get("kind") == "eval"]
+            return [r for r in read_jsonl(path / METRICS_JSONL) if r.get("kind") == "eval"]
         return [h for h in RunDir(path).read_metrics() if isinstance(h, dict)]
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(f"metrics are unreadable: {exc}")
     except CharpoetError as exc:
         errors.append(_short(exc, path))
     return []
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file of a run (metrics.jsonl, samples.jsonl), oldest first: a line
+    torn by a killed process is skipped; a missing file has none; an unreadable one is a CharpoetError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CharpoetError(f"{path.name} cannot be read: {exc}") from None
+    out = []
+    for line in text.split("\n"):  # not splitlines: texts may hold U+2028
+        try:
+            record = json.loads(line) if line else None
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
 
 
 def _library_name(path: Path, errors: list[str], limit: int = 1 << 20) -> str | None:

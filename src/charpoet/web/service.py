@@ -12,7 +12,6 @@ them into JSON errors with a 4xx status.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import secrets
@@ -25,9 +24,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charpoet.checkpoint import BEST, CONFIG, LAST, LIBRARY, METRICS_LOG
+from charpoet.checkpoint import BEST, CONFIG, LAST, LIBRARY, METRICS_LOG, SAMPLES_LOG
 from charpoet.errors import CharpoetError, ConfigError
-from charpoet.runs import MAX_DEPTH, list_runs, summarise_run
+from charpoet.runs import MAX_DEPTH, list_runs, read_jsonl, summarise_run
 
 if TYPE_CHECKING:
     from charpoet.attribution import CorpusIndex
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
     from charpoet.chat import Conversation
     from charpoet.sample import LanguageModel
 
-SAMPLES_LOG = "samples.jsonl"  # written by charpoet.monitor
 MAX_TRAIN_RECORDS = 2000  # training-step records sent for a run's curves
 MAX_NAME_CHARS = 255
 
@@ -261,23 +259,8 @@ def _mtime(path: Path) -> float:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CharpoetError(f"{path.name} cannot be read: {exc}") from None
-    out = []
-    for line in text.split("\n"):  # not splitlines: texts may hold U+2028
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a torn line from a killed process
-        if isinstance(record, dict):
-            out.append(_finite_json(record))
-    return out
+    """``read_jsonl`` with NaN and infinities as None (JSON has no such numbers)."""
+    return [_finite_json(r) for r in read_jsonl(path)]
 
 
 def _finite_json(value: Any) -> Any:
