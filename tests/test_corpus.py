@@ -201,8 +201,8 @@ def test_fingerprint_stable_and_sensitive() -> None:
     lib = make_library()
     assert lib.fingerprint() == make_library().fingerprint()
     assert len(lib.fingerprint()) == 64
-    changed_text = Library("lib", (lib[0], dataclasses.replace(lib[1], text="bétb")))
-    changed_name = Library("lib", (lib[0], dataclasses.replace(lib[1], name="c")))
+    changed_text = Library("lib", (lib[0], lib[1].replace(text="bétb")))
+    changed_name = Library("lib", (lib[0], lib[1].replace(name="c")))
     # framing: moving a character from name to text must change the fingerprint
     shifted = Library("lib", (Source("ab", "A", "lpha\n"), lib[1]))
     reordered = Library("lib", (lib[1], lib[0]))
@@ -213,7 +213,40 @@ def test_fingerprint_stable_and_sensitive() -> None:
 def test_fingerprint_is_pinned() -> None:
     # A constant, so it cannot depend on the process (hash seed) or drift between versions.
     assert make_library().fingerprint() == (
+        "c282ca7f12669a3a7d2e74835a7af2e31c2766f6896d6e6959e19ca1c86cf1b7")
+    # what library.json.gz files written before the streamed form recorded, still accepted
+    assert make_library().fingerprint_v1() == (
         "e70f28cb1ddf3a163cacf3ded64d9509ee47aa9fa421f660001fab90c3472fcf")
+
+
+def test_streamed_source_equals_held_one() -> None:
+    text = "first line\nsecond, longer line\n" * 50 + "no newline at the end"
+    calls = []
+
+    def reader():
+        calls.append(1)
+        return (text[i:i + 7] for i in range(0, len(text), 7))  # pieces of any size
+
+    streamed = Source("a", "A", reader=reader)
+    held = Source("a", "A", text)
+    assert streamed.streamed and not held.streamed
+    assert len(streamed) == len(text) and streamed.sha256 == held.sha256 and streamed == held
+    assert len(calls) == 1  # length and digest come from one pass, and are kept
+    assert Library("l", (streamed,)).fingerprint() == Library("l", (held,)).fingerprint()
+    chunks = list(streamed.chunks(max_chars=100))
+    assert "".join(chunks) == text and streamed.text == text
+    assert all(c.endswith("\n") and len(c) <= 100 for c in chunks[:-1])
+    with pytest.raises(CorpusError, match="either"):
+        Source("x", "X")
+
+
+def test_bounded_chunks_cut_after_newlines_or_at_the_limit() -> None:
+    from charpoet.corpus.library import bounded_chunks
+
+    assert list(bounded_chunks(["ab\ncd", "ef\ngh"], max_chars=4)) == ["ab\n", "cdef", "\ngh"]  # a chunk is never longer than max_chars
+    assert list(bounded_chunks(["abcdefghij"], max_chars=4)) == ["abcd", "efgh", "ij"]
+    assert list(bounded_chunks(["", "x", ""], max_chars=4)) == ["x"]
+    assert list(bounded_chunks([], max_chars=4)) == []
 
 
 def test_dict_round_trip_and_manifest() -> None:
