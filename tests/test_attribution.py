@@ -215,6 +215,7 @@ def test_save_and_load_round_trip(tmp_path):
     index = index_of("some text to index", "and another one")
     index.save(tmp_path / "index.safetensors")
     again = CorpusIndex.load(tmp_path / "index.safetensors")
+    assert again.mapped and not index.mapped  # the arrays are mapped from the file, not read
     assert again.fingerprint == index.fingerprint and again.sources == index.sources
     assert again.attribute("text to index and another", 4) == index.attribute("text to index and another", 4)
     (tmp_path / "bad.safetensors").write_bytes(b"nonsense")

@@ -125,9 +125,12 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("train-blank-file", lambda w: ["train", "--text-path", w.files["blank"], "--checkpoint-path", w.root / "new"], "empty"),
     ("train-binary-file", lambda w: ["train", "--text-path", w.files["binary"], "--checkpoint-path", w.root / "new"], "binary"),
     ("train-utf16-file", lambda w: ["train", "--text-path", w.files["utf16"], "--checkpoint-path", w.root / "new"], "UTF-16"),
-    ("train-huge-file", lambda w: ["train", "--text-path", w.files["huge"], "--checkpoint-path", w.root / "new"], "200.0 GB"),
+    ("train-huge-file", lambda w: ["train", "--text-path", w.files["huge"], "--checkpoint-path", w.root / "new"], "NUL bytes"),  # streamed: no size limit, and its zeros are binary
     ("train-empty-directory", lambda w: ["train", "--text-path", w.files["emptydir"], "--checkpoint-path", w.root / "new"], "no (non-hidden) files"),
     ("train-glob-matches-nothing", lambda w: ["train", "--text-path", w.root / "*.nothing", "--checkpoint-path", w.root / "new"], "no files match"),
+    ("train-unknown-url-protocol", lambda w: ["train", "--text-path", "nosuch://bucket/books", "--checkpoint-path", w.root / "new"], "unknown protocol nosuch://"),
+    ("train-missing-url", lambda w: ["train", "--text-path", "memory://charpoet-bad-inputs/none.txt", "--checkpoint-path", w.root / "new"], "no such file or directory"),
+    ("train-url-glob-matches-nothing", lambda w: ["train", "--text-path", "memory://charpoet-bad-inputs/*.txt", "--checkpoint-path", w.root / "new"], "no files match"),
     ("train-unknown-library", lambda w: ["train", "--library", "no-such-library", "--checkpoint-path", w.root / "new"], "no-such-library"),
     ("train-damaged-library", lambda w: ["train", "--library", w.library, "--checkpoint-path", w.root / "new"], "library.json"),
     ("train-unknown-corpus", lambda w: ["train", "--corpus", "klingon-poetry", "--checkpoint-path", w.root / "new"], "klingon-poetry"),
@@ -245,6 +248,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("attribute-huge-file", lambda w: ["attribute", w.files["huge"], "--checkpoint-path", w.run], "200.0 GB"),
     ("attribute-zero-min-quote", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.run, "--min-quote", "0"], "--min-quote"),
     ("attribute-empty-sources", lambda w: ["attribute", w.files["good"], "--text-path", w.files["empty"]], "empty"),
+    ("attribute-unknown-url-protocol", lambda w: ["attribute", w.files["good"], "--text-path", "nosuch://x"], "unknown protocol"),
     ("attribute-library-truncated", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.broken["library-truncated"]], "library.json.gz"),
     ("attribute-not-a-run", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.files["emptydir"]], "not a charpoet run"),
     # --- runs
@@ -292,6 +296,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("corpus-split-nan-share", lambda w: ["corpus", "split", "--text-path", w.files["good"], "--test", "nan", "-o", w.root / "split"], "--test"),
     ("corpus-split-unknown-by", lambda w: ["corpus", "split", "--text-path", w.files["good"], "--by", "chapter", "-o", w.root / "split"], "--by"),
     ("corpus-split-out-is-a-file", lambda w: ["corpus", "split", "--text-path", w.files["good"], "--by", "text", "-o", w.files["plainfile"]], "plain-file"),
+    ("corpus-split-missing-url", lambda w: ["corpus", "split", "--text-path", "memory://charpoet-bad-inputs/none", "-o", w.root / "split"], "no such file or directory"),
     ("corpus-clean-missing-file", lambda w: ["corpus", "clean", w.root / "nope.txt"], "nope.txt"),
     ("corpus-clean-binary-file", lambda w: ["corpus", "clean", w.files["binary"]], "binary"),
     ("corpus-clean-huge-file", lambda w: ["corpus", "clean", w.files["huge"]], "200.0 GB"),
@@ -321,6 +326,26 @@ def test_bad_input_is_one_line_and_exit_2(world: World, args: Callable[[World], 
                if before[run].get(name) != after[run].get(name)]
     assert not changed  # nothing was written to a run
     assert not left  # nor was a new run or library begun
+
+
+# Sources above the attribution index's size limit (made tiny here): ``attribute``, whose only job is
+# attribution, stops; generate and chat go on without highlighting (tests/test_attribution_disk.py).
+INDEX_LIMIT_CASES = [
+    ("attribute-run-above-the-index-limit", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.run], "--force-index"),
+    ("attribute-texts-above-the-index-limit", lambda w: ["attribute", w.files["good"], "--text-path", w.files["good"]], "--force-index"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), [pytest.param(a, m, id=i) for i, a, m in INDEX_LIMIT_CASES])
+def test_an_index_above_the_size_limit_is_one_line_and_exit_2(world: World, args: Callable[[World], list[object]],
+                                                               words: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import charpoet.attribution
+
+    monkeypatch.setattr(charpoet.attribution, "MAX_INDEX_BYTES", 64)
+    (world.run / "attribution.index.safetensors").unlink(missing_ok=True)  # a cached index is used whatever its size
+    test_bad_input_is_one_line_and_exit_2(world, args, words)
+    with pytest.raises(CharpoetError, match="force=True"):
+        charpoet.index_for_run(world.run)
 
 
 def test_the_catalogue_is_large_and_covers_every_command() -> None:

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+import torch
 
 from charpoet.corpus import Library, Source, library_from_paths
-from charpoet.data import StreamBatches, encode_library, eval_layout, split_point
+from charpoet import data as data_module
+from charpoet.data import EvalRows, StreamBatches, encode_library, eval_layout, split_point
 from charpoet.errors import CharpoetWarning, ConfigError
 from charpoet.tokenizer import CharTokenizer, WordTokenizer
 
@@ -78,3 +80,81 @@ def test_eval_layout_depends_on_the_split_alone():
     assert rows.shape == (5, EVAL_MIN_ROW) and rows[1, 0] == EVAL_MIN_ROW
     assert eval_layout(np.arange(1000 * EVAL_MIN_ROW)).shape[0] == EVAL_STREAMS
     assert eval_layout(np.arange(1)) is None
+
+
+def _memmap(tmp_path, values, dtype=np.uint16):
+    path = tmp_path / "ids.bin"
+    np.asarray(values, dtype=dtype).tofile(path)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+@pytest.mark.parametrize("rows", [None, (0, 1), (2, 5), (6, 7), (0, 7)])
+def test_stream_batches_over_a_memmap_are_the_in_memory_layout(tmp_path, rows):
+    values = np.random.default_rng(0).integers(0, 60_000, size=1003)
+    ids = _memmap(tmp_path, values)
+    batches = StreamBatches(ids, batch_size=7, seq_len=9, rows=rows)
+    row_len = 1003 // 7
+    reference = torch.from_numpy(values[: 7 * row_len].reshape(7, row_len))  # (B, L) int64, as before
+    a, b = rows or (0, 7)
+    assert (batches.batch_size, batches.local_rows, batches.steps_per_epoch) == (7, b - a, (row_len - 1) // 9)
+    for k in range(batches.steps_per_epoch):
+        x, y = batches.batch(k)
+        assert x.dtype == y.dtype == torch.int64 and x.shape == (b - a, 9)
+        assert torch.equal(x, reference[a:b, k * 9 : k * 9 + 9]) and torch.equal(y, reference[a:b, k * 9 + 1 : k * 9 + 10])
+
+
+def test_released_map_pages_read_back_the_same(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_module, "RELEASE_BYTES", 16)  # release after every batch
+    values = np.arange(20_000) % 251
+    batches = StreamBatches(_memmap(tmp_path, values, np.uint8), batch_size=4, seq_len=64)
+    reference = StreamBatches(values, batch_size=4, seq_len=64)
+    for k in range(batches.steps_per_epoch):
+        assert all(torch.equal(p, q) for p, q in zip(batches.batch(k), reference.batch(k)))
+
+
+def test_stream_batches_rows_must_lie_in_the_batch():
+    for rows in ((0, 0), (3, 2), (-1, 2), (0, 5)):
+        with pytest.raises(ConfigError, match="rows"):
+            StreamBatches(np.arange(1000), batch_size=4, seq_len=10, rows=rows)
+
+
+def _old_eval_layout(ids):
+    """The evaluation layout before the token cap (what every small split keeps)."""
+    n = len(ids)
+    rows = max(1, min(data_module.EVAL_STREAMS, n // data_module.EVAL_MIN_ROW))
+    row_len = n // rows
+    return torch.from_numpy(np.asarray(ids[: rows * row_len], dtype=np.int64).reshape(rows, row_len))
+
+
+@pytest.mark.parametrize("n", [2, 101, 2047, 5 * 2048 + 3, 64 * 2048 + 5, 200_001])
+def test_eval_rows_of_small_splits_are_the_old_layout(n, tmp_path):
+    values = np.arange(n) % 65_000
+    rows = EvalRows.of(_memmap(tmp_path, values))
+    expected = _old_eval_layout(values)
+    assert rows.shape == tuple(expected.shape)
+    assert torch.equal(rows.tensor(), expected)
+    # a stateful pass, chunk by chunk, sees what _eval_rows used to slice from the tensor
+    chunk = 256
+    windows = list(rows.windows(chunk))
+    starts = range(0, expected.shape[1] - 1, chunk)
+    assert len(windows) == len(starts)
+    for (x, y), start in zip(windows, starts):
+        y_old = expected[:, start + 1 : start + chunk + 1]
+        assert torch.equal(y, y_old) and torch.equal(x, expected[:, start : start + chunk][:, : y_old.shape[1]])
+    if rows.shape[0] >= 3:
+        assert torch.equal(rows.part(1, 3).tensor(), expected[1:3])
+        x, y = rows.part(1, 3).window(5, 7)
+        assert torch.equal(x, expected[1:3, 5:12]) and torch.equal(y, expected[1:3, 6:13])
+
+
+def test_eval_rows_of_a_long_split_keep_the_head_of_every_stretch(monkeypatch):
+    ids = np.zeros(3 * data_module.EVAL_MAX_TOKENS + 77, dtype=np.uint8)  # a view: nothing copied
+    rows = EvalRows.of(ids)
+    assert rows.shape == (64, data_module.EVAL_MAX_TOKENS // 64)
+
+    monkeypatch.setattr(data_module, "EVAL_MAX_TOKENS", 64 * 3000)
+    values = np.arange(64 * 2048 * 5 + 9)
+    stretch = len(values) // 64
+    rows = EvalRows.of(values)
+    assert rows.shape == (64, 3000)
+    assert torch.equal(rows.tensor(), torch.from_numpy(values[: 64 * stretch].reshape(64, stretch)[:, :3000]))

@@ -69,20 +69,27 @@ def test_schedule_warms_up_then_decays(tiny_config, tiny_corpus):
 
 
 def test_run_directory_holds_no_pickle(tiny_corpus, tiny_config, tmp_path):
+    from charpoet.runfiles import DECLARED
+
     run = tmp_path / "run"
     train(tiny_config(tiny_corpus, num_epochs=0.5), run)
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["best.safetensors", "config.json", "last.safetensors", "library.json.gz",
-                     "metrics.json", "metrics.jsonl", "vocab.json"]
-    for path in run.iterdir():
+    assert names == ["best.safetensors", "config.json", "last.safetensors", "library.bin", "library.json",
+                     "metrics.json", "metrics.jsonl", "tokens", "vocab.json"]
+    assert set(names) <= {f.name for f in DECLARED}  # every file of a run is declared in charpoet.runfiles
+    for path in [*run.iterdir(), *(run / "tokens").iterdir()]:
+        if path.is_dir():
+            continue
         raw = path.read_bytes()
         assert not raw.startswith(b"\x80"), f"{path.name} looks like a pickle"
         if path.suffix == ".json":
             json.loads(raw)
         elif path.suffix == ".jsonl":
             assert all(json.loads(line)["step"] >= 0 for line in raw.decode().splitlines())
-        elif path.suffix == ".gz":
-            json.loads(gzip.decompress(raw))
+        elif path.name == "library.bin":  # the texts, each followed by 0xFF
+            assert [t.decode() for t in raw.split(b"\xff")[:-1]] == [(tiny_corpus / n).read_text() for n in ("one.txt", "two.txt")]
+        elif path.parent.name == "tokens":
+            assert path.suffix == ".bin"  # raw token ids, described by tokens.json
         else:
             with safe_open(str(path), framework="pt") as f:
                 assert list(f.keys())

@@ -29,32 +29,73 @@ blocks, and one comparison at the neighbours inside the final interval gives the
 The greedy spans and the novelty curve come from these lengths. Building is O(n) (about
 1 s for 10 MB); a lookup costs O(m log n) vectorised work for a text of m characters, plus
 O(b log b log n) for the b bytes of the text inside matches longer than ``CAP``.
+
+On disk (``save``; a run caches it as ``INDEX_FILE``) the index is a safetensors file holding
+everything a lookup needs, 8-byte arrays first so that every array is aligned::
+
+    keys (n,) u64 | starts (S+1,) i64 | block_chars i64 | sa (n,) i32/i64 | corpus (n+CAP,) u8
+
+``load`` maps the file (``mmap``) instead of reading it: loading costs no time or memory
+whatever the size, and pages are read (and shared between processes) as lookups touch them.
+Building needs about 13 bytes of memory per byte of text (the corpus, an int32 ``sa`` and
+the 8-byte ``keys``; 17 above 2 GiB, where ``sa`` is int64), and the file is as large; so
+a library above ``MAX_INDEX_BYTES`` of text is not indexed unless forced
+(``IndexTooLargeError``; ``--force-index``, ``force=True``).
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
+import contextlib
 import json
 import math
+import os
+import tempfile
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from charpoet.attribution_types import NOVELTY_MAX_LEN, Attribution, SourceInfo, Span
-from charpoet.corpus import Library, load_library_file
-from charpoet.corpus.cache import atomic_write_bytes
+from charpoet.corpus import Library
 from charpoet.errors import CheckpointError, ConfigError
+from charpoet.resources import format_bytes
 
 SEP = 0xFF
 CAP = 256  # bytes compared by the vectorised search; longer matches are measured by lifting
 _BLOCK = 4096  # bytes between character-count checkpoints
-_FORMAT = "charpoet.attribution-index/1"
-INDEX_FILE = "attribution.index.safetensors"  # cached in a run directory
-LIBRARY_FILE = "library.json.gz"  # a run's sources (see checkpoint.py)
+_FORMAT = "charpoet.attribution-index/2"  # 2: every array stored (keys too) and memory-mapped by load
+INDEX_FILE = "attribution.index.safetensors"  # cached in a run directory; not needed to generate text
+LIBRARY_FILE = "library.json.gz"  # a run's sources before the manifest form (still read by export.py)
+# Above this much UTF-8 text (256 MiB) the index is only built when forced: building needs
+# about 13 bytes of memory per byte (3.3 GiB here) and its file takes as much disk.
+MAX_INDEX_BYTES = 256 << 20
 _OFFS = np.arange(8)
+# The arrays of the file, in file order (8-byte ones first: each stays aligned), and their dtypes.
+_LAYOUT = {"keys": ("U64",), "starts": ("I64",), "block_chars": ("I64",), "sa": ("I32", "I64"), "corpus": ("U8",)}
+_DTYPES = {"U64": "<u8", "I64": "<i8", "I32": "<i4", "U8": "u1"}
 
+
+class IndexTooLargeError(ConfigError):
+    """A library above ``MAX_INDEX_BYTES`` of text, whose index is not built unless forced."""
+
+
+def build_memory(text_bytes: int) -> int:
+    """Bytes of memory building the index of ``text_bytes`` bytes of text needs (and its file size)."""
+    return text_bytes * (13 if text_bytes <= np.iinfo(np.int32).max else 17)
+
+
+def check_index_size(text_bytes: int, *, at_least: bool = False) -> None:
+    """``IndexTooLargeError`` (one line: sizes, memory, how to force) above ``MAX_INDEX_BYTES``."""
+    if text_bytes <= MAX_INDEX_BYTES:
+        return
+    size = f"{'at least ' if at_least else ''}{format_bytes(text_bytes)}"
+    raise IndexTooLargeError(
+        f"the library holds {size} of text, more than the {format_bytes(MAX_INDEX_BYTES)} that charpoet "
+        f"indexes for attribution by default (building its index needs about {format_bytes(build_memory(text_bytes))} "
+        f"of memory and as much disk); use --force-index (force=True in Python) to build it anyway")
 
 
 def check_min_quote(min_len: int) -> int:
@@ -66,72 +107,134 @@ def check_min_quote(min_len: int) -> int:
 class CorpusIndex:
     """Suffix-array index of a library's sources for verbatim-span lookup."""
 
-    def __init__(self, data: bytes, sa: np.ndarray, starts: np.ndarray, block_chars: np.ndarray,
-                 sources: tuple[SourceInfo, ...], fingerprint: str):
-        self._bytes = data  # the corpus, padded with CAP bytes of 0xFF (sliced by bisect keys)
-        self.corpus = np.frombuffer(data, dtype=np.uint8)  # (n + CAP,) the same bytes, no copy
-        self.n = len(data) - CAP
+    def __init__(self, corpus: Any, sa: np.ndarray, starts: np.ndarray, block_chars: np.ndarray,
+                 sources: tuple[SourceInfo, ...], fingerprint: str, keys: np.ndarray | None = None):
+        # (n + CAP,) the corpus, padded with CAP bytes of 0xFF (an array, or any buffer: no copy)
+        self.corpus = corpus if isinstance(corpus, np.ndarray) else np.frombuffer(corpus, dtype=np.uint8)
+        self.n = len(self.corpus) - CAP
         self.sa = sa  # (n,) suffix array
         self.starts = starts  # (S + 1,) byte offset where each source begins; last = n
         self.block_chars = block_chars  # characters (and separators) before each _BLOCK-byte block
         self.sources = sources
         self.fingerprint = fingerprint
-        self.keys = _first_words(self.corpus, sa)  # (n,) uint64: first 8 bytes of each suffix, sorted
+        self.keys = _first_words(self.corpus, sa) if keys is None else keys  # (n,) u64: first 8 bytes of each suffix
+
+    @property
+    def _bytes(self) -> memoryview:
+        """The padded corpus as a buffer (no copy; slices compare equal to bytes)."""
+        return memoryview(self.corpus)
+
+    @property
+    def mapped(self) -> bool:
+        """True when the arrays are mapped from a file (``load``) rather than held in memory."""
+        import mmap
+
+        return isinstance(self.sa.base, mmap.mmap)
 
     # --- building, saving, loading ----------------------------------------------------------
     @classmethod
-    def build(cls, library: Library) -> CorpusIndex:
+    def build(cls, library: Library, force: bool = False) -> CorpusIndex:
+        """Index ``library``'s sources, read in bounded pieces (``Source.chunks``) into one buffer.
+
+        Above ``MAX_INDEX_BYTES`` of UTF-8 text, ``IndexTooLargeError`` unless ``force``. The
+        size is checked before reading, with the library's character count (exact for ASCII,
+        a lower bound otherwise: a character is 1 to 4 bytes), and again while reading, with
+        the bytes read so far, so a library that is too large is never read in full.
+        """
         import pydivsufsort
 
-        parts = [s.text.encode("utf-8") + bytes([SEP]) for s in library.sources]
-        lengths = np.array([len(p) for p in parts], dtype=np.int64)
-        data = b"".join(parts) + bytes([SEP]) * CAP  # the only full copy of the text kept
-        del parts
-        n = len(data) - CAP
-        sa = pydivsufsort.divsufsort(data[:n])
-        starts = np.concatenate([[0], np.cumsum(lengths)])
-        is_char = (np.frombuffer(data, dtype=np.uint8, count=n) & 0xC0) != 0x80  # starts a character
+        estimate = library.num_chars + len(library.sources)  # bytes >= characters; + one separator each
+        if not force:
+            check_index_size(estimate, at_least=True)
+        data = bytearray(estimate + CAP)  # exact for ASCII; grown in place (realloc) for longer UTF-8
+        starts = np.zeros(len(library.sources) + 1, dtype=np.int64)
+        pos = 0
+        for i, source in enumerate(library.sources):
+            for chunk in source.chunks():
+                piece = chunk.encode("utf-8")
+                data[pos : pos + len(piece)] = piece  # a short slice at the end grows the buffer
+                pos += len(piece)
+                if not force:
+                    check_index_size(pos, at_least=True)
+            data[pos : pos + 1] = bytes([SEP])
+            pos += 1
+            starts[i + 1] = pos
+        n = pos
+        if not force:
+            check_index_size(n)
+        data[n : n + CAP] = bytes([SEP]) * CAP
+        del data[n + CAP :]  # the estimate's spare bytes, if any
+        corpus = np.frombuffer(data, dtype=np.uint8)  # (n + CAP,) the only copy of the text kept
+        is_char = (corpus[:n] & 0xC0) != 0x80  # starts a character
         per_block = np.add.reduceat(is_char, np.arange(0, n, _BLOCK), dtype=np.int64) if n else np.zeros(0, np.int64)
         block_chars = np.concatenate([[0], np.cumsum(per_block)]).astype(np.int64)
+        del is_char
+        sa = pydivsufsort.divsufsort(corpus[:n]) if n else np.zeros(0, dtype=np.int32)  # a view: no copy
         sources = tuple(SourceInfo(s.name, f"{s.title}, by {s.author}" if s.author else s.title)
                         for s in library.sources)
-        return cls(data, sa, starts, block_chars, sources, library.fingerprint())
+        return cls(corpus, sa, starts, block_chars, sources, library.fingerprint())
 
-    def save(self, path: str | Path, built_from: str = "") -> None:
-        """Write the index atomically; ``built_from`` records a digest of the file it was built from."""
-        from safetensors.numpy import save
-
-        meta = {"format": _FORMAT, "fingerprint": self.fingerprint, "built_from": built_from,
-                "sources": json.dumps([[s.name, s.title] for s in self.sources])}
-        tensors = {"corpus": self.corpus.copy(), "sa": self.sa, "starts": self.starts, "block_chars": self.block_chars}
-        atomic_write_bytes(path, save(tensors, metadata=meta))
+    def save(self, path: str | Path) -> None:
+        """Write the index as a safetensors file (module docstring), atomically and in pieces."""
+        meta = {"format": _FORMAT, "fingerprint": self.fingerprint,
+                "sources": json.dumps([[s.name, s.title] for s in self.sources], ensure_ascii=False)}
+        header: dict[str, Any] = {"__metadata__": meta}
+        arrays, offset = [], 0
+        for name, dtypes in _LAYOUT.items():
+            dtype = "I32" if name == "sa" and self.sa.dtype.itemsize == 4 else dtypes[-1]
+            array = np.ascontiguousarray(getattr(self, name), dtype=_DTYPES[dtype])  # no copy on little-endian
+            header[name] = {"dtype": dtype, "shape": [len(array)], "data_offsets": [offset, offset + array.nbytes]}
+            arrays.append(memoryview(array).cast("B"))
+            offset += array.nbytes
+        head = json.dumps(header, ensure_ascii=False).encode("utf-8")
+        head += b" " * (-len(head) % 8)  # the arrays start 8-byte aligned
+        _atomic_write_pieces(path, [len(head).to_bytes(8, "little"), head, *arrays])
 
     @classmethod
-    def load(cls, path: str | Path, built_from: str | None = None) -> CorpusIndex:
-        """Read an index; with ``built_from``, a digest that differs raises ``CheckpointError``."""
-        from safetensors import SafetensorError, safe_open
+    def load(cls, path: str | Path, fingerprint: str | None = None) -> CorpusIndex:
+        """Map an index file; ``CheckpointError`` if it is unreadable, of another format or, given
+        ``fingerprint``, built from other sources. The file may be replaced (not rewritten in place)."""
+        import mmap
 
         try:
-            with safe_open(str(path), framework="np") as f:
-                meta = f.metadata() or {}
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                head_len = int.from_bytes(f.read(8), "little")
+                if size < 8 or head_len > min(size - 8, 100 << 20):
+                    raise ValueError("not a safetensors file")
+                header = json.loads(f.read(head_len))
+                meta = header.get("__metadata__") or {}
                 if meta.get("format") != _FORMAT:
                     raise ValueError(f"not a {_FORMAT} file")
-                if built_from is not None and meta.get("built_from") != built_from:
+                if fingerprint is not None and meta.get("fingerprint") != fingerprint:
                     raise ValueError("built from other sources")
-                arrays = {k: f.get_tensor(k) for k in ("corpus", "sa", "starts", "block_chars")}
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            arrays = {}
+            for name, dtypes in _LAYOUT.items():
+                entry = header[name]
+                begin, end = (int(x) for x in entry["data_offsets"])
+                dtype = np.dtype(_DTYPES[entry["dtype"]]) if entry["dtype"] in dtypes else None
+                if dtype is None or not 0 <= begin <= end <= size - 8 - head_len or entry["shape"] != [(end - begin) // dtype.itemsize]:
+                    raise ValueError(f"bad entry for {name}")
+                arrays[name] = np.ndarray(((end - begin) // dtype.itemsize,), dtype=dtype, buffer=mapped,
+                                          offset=8 + head_len + begin)
             sources = tuple(SourceInfo(name, title) for name, title in json.loads(meta["sources"]))
-        except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            n = len(arrays["sa"])
+            if len(arrays["keys"]) != n or len(arrays["corpus"]) != n + CAP or len(arrays["starts"]) != len(sources) + 1:
+                raise ValueError("arrays of inconsistent sizes")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"attribution index {path} is unreadable: {exc}") from None
-        return cls(arrays["corpus"].tobytes(), arrays["sa"], arrays["starts"], arrays["block_chars"], sources,
-                   meta["fingerprint"])
+        return cls(arrays["corpus"], arrays["sa"], arrays["starts"], arrays["block_chars"], sources,
+                   meta["fingerprint"], keys=arrays["keys"])
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the index arrays (``rank`` too, once a long match has built it)."""
-        arrays = [self.sa, self.keys, self.starts, self.block_chars]
+        """Bytes of the index arrays (``rank`` too, once a long match has built it); for a loaded
+        index they are mapped from its file, and only ``rank`` is held in memory."""
+        arrays = [self.sa, self.keys, self.starts, self.block_chars, self.corpus]
         if "rank" in self.__dict__:
             arrays.append(self.rank)
-        return sum(a.nbytes for a in arrays) + len(self._bytes)
+        return sum(a.nbytes for a in arrays)
 
     # --- lookup ---------------------------------------------------------------------------
     def attribute(self, text: str, min_len: int = 20) -> Attribution:
@@ -302,8 +405,8 @@ class CorpusIndex:
     def _range(self, pattern: bytes) -> tuple[int, int]:
         """Suffix-array range of suffixes starting with ``pattern``."""
         size, data = len(pattern), self._bytes
-        a = bisect.bisect_left(self.sa, pattern, 0, self.n, key=lambda j: data[j : j + size])
-        b = bisect.bisect_right(self.sa, pattern, a, self.n, key=lambda j: data[j : j + size])
+        a = bisect.bisect_left(self.sa, pattern, 0, self.n, key=lambda j: data[j : j + size].tobytes())
+        b = bisect.bisect_right(self.sa, pattern, a, self.n, key=lambda j: data[j : j + size].tobytes())
         return a, b
 
     def _credit(self, passage: bytes, start: int, end: int) -> Span:
@@ -323,30 +426,57 @@ class CorpusIndex:
         return int(self.block_chars[block]) + int(np.count_nonzero((tail & 0xC0) != 0x80))
 
 
-def index_for_run(run_dir: str | Path) -> CorpusIndex:
-    """The index of a run's sources, built once and cached in the run directory.
+def index_for_run(run_dir: str | Path, force: bool = False) -> CorpusIndex:
+    """The index of a run's sources, built once and cached in the run directory (``INDEX_FILE``).
 
-    The cache records the SHA-256 of the run's ``library.json.gz``, so it is rebuilt
-    whenever the sources change (or the cache is missing or unreadable).
+    The cache records the library's fingerprint, so it is rebuilt whenever the sources change
+    (or the cache is missing, unreadable or of an older format). A cached index is mapped, not
+    read, whatever its size; building one above ``MAX_INDEX_BYTES`` of text needs ``force``
+    (``IndexTooLargeError`` otherwise). A run that cannot be written to is indexed in memory.
     """
+    from charpoet.checkpoint import RunDir
+
     run = Path(run_dir)
-    library_path = run / LIBRARY_FILE
     try:
-        digest = hashlib.sha256(library_path.read_bytes()).hexdigest()
-    except OSError:
-        raise CheckpointError(f"{run} has no {LIBRARY_FILE}: not a charpoet run, or an incomplete one") from None
+        library = RunDir(run).read_library()
+    except CheckpointError as exc:
+        raise CheckpointError(f"no sources to attribute against in {run}: {exc}") from None
+    fingerprint = library.fingerprint()
     cache = run / INDEX_FILE
-    if cache.exists():
-        try:
-            return CorpusIndex.load(cache, built_from=digest)
-        except CheckpointError:
-            pass  # stale or damaged: rebuild below
-    index = CorpusIndex.build(load_library_file(library_path))
     try:
-        index.save(cache, built_from=digest)
-    except OSError:
-        pass  # a read-only run still attributes, just without a cache
-    return index
+        return CorpusIndex.load(cache, fingerprint=fingerprint)
+    except CheckpointError:
+        pass  # missing, stale or damaged: build below
+    index = CorpusIndex.build(library, force=force)
+    del library
+    try:
+        index.save(cache)
+        return CorpusIndex.load(cache, fingerprint=fingerprint)  # mapped: the built arrays are freed
+    except (OSError, CheckpointError):
+        return index  # a read-only run still attributes, just without a cache
+
+
+def _atomic_write_pieces(path: str | Path, pieces: Iterable[bytes | memoryview], step: int = 1 << 26) -> None:
+    """``atomic_write_bytes`` for data given in pieces, none of them copied: temp file in the same
+    directory, fsync, rename; a failed write raises its ``OSError`` and removes the temp file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            for piece in pieces:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view[:step]):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _words(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:

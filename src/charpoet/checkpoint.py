@@ -3,7 +3,9 @@
     RUN/
       config.json        the resolved RunConfig (+ charpoet version)
       vocab.json         the tokenizer (characters or word list)
-      library.json.gz    the sources the run trains on (names, titles, texts)
+      library.json       the sources the run trains on: names, titles, sizes, offsets, digests
+      library.bin        ... and their texts, copied in (charpoet.corpus.store; older runs: library.json.gz)
+      tokens/            the library's token ids, memory-mapped (derived: rebuilt when missing)
       metrics.json       evaluation history, one entry per evaluation
       metrics.jsonl      every logged step and evaluation, one JSON object per line (appended;
                          cut back to the snapshot's step when a run resumes)
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors import SafetensorError, safe_open
 
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig
-from charpoet.corpus import Library, load_library_file, save_library
+from charpoet.corpus import Library, load_library_file
 from charpoet.corpus.cache import append_bytes, atomic_write_bytes, remove_temp_files
 from charpoet.errors import CharpoetError, CheckpointError, ConfigError
 from charpoet.integrity import CRC_KEY, PLACEHOLDER, seal_json, seal_safetensors, unseal_json, verify_safetensors
@@ -48,13 +50,10 @@ if TYPE_CHECKING:  # torch and the tokenizer (numpy) are imported where tensors 
 
     from charpoet.tokenizer import Tokenizer
 
-CONFIG, VOCAB, LIBRARY, METRICS = "config.json", "vocab.json", "library.json.gz", "metrics.json"
-METRICS_LOG = "metrics.jsonl"
-SAMPLES_LOG = "samples.jsonl"  # the training samples (charpoet.monitor)
-BEST, LAST = "best.safetensors", "last.safetensors"
-# what a run directory holds that an output option must never overwrite
-RUN_FILES = frozenset({CONFIG, VOCAB, LIBRARY, METRICS, METRICS_LOG, BEST, LAST, "train.log",
-                       SAMPLES_LOG, "attribution.index.safetensors"})
+from charpoet.runfiles import (  # noqa: F401 - the names other modules take from here
+    BEST, CONFIG, LAST, LEGACY_LIBRARY, LIBRARY_MANIFEST, LIBRARY_TEXTS, METRICS, METRICS_LOG, RUN_FILES, SAMPLES_LOG,
+    TOKENS_DIR, TRAIN_LOG, VOCAB,
+)
 
 
 class RunWriteError(CheckpointError):
@@ -130,7 +129,7 @@ class RunDir:
             fd, probe = tempfile.mkstemp(dir=where, prefix=".charpoet-write-check.", suffix=".tmp")
             os.close(fd)
             os.unlink(probe)
-            for name in (METRICS_LOG, "train.log"):  # appended to in place, not replaced
+            for name in (METRICS_LOG, TRAIN_LOG):  # appended to in place, not replaced
                 if (path / name).exists() and not os.access(path / name, os.W_OK):
                     raise RunWriteError(f"cannot write {path / name}: permission denied", errno.EACCES)
         except OSError as exc:
@@ -176,15 +175,38 @@ class RunDir:
         except CheckpointError as exc:
             raise CheckpointError(f"{self.path / VOCAB} is corrupt: {exc}") from None
 
-    def write_library(self, library: Library) -> None:
-        with writing(self.path / LIBRARY):
-            save_library(library, self.path / LIBRARY)
+    def write_library(self, library: Library) -> Library:
+        """Copy the sources into the run (streamed: ``library.json`` + ``library.bin``); returns the
+        stored library, which reads from the run from now on."""
+        from charpoet.corpus.store import write_library_store
+
+        with writing(self.path / LIBRARY_TEXTS):
+            stored = write_library_store(library, self.path / LIBRARY_MANIFEST, self.path / LIBRARY_TEXTS)
+        (self.path / LEGACY_LIBRARY).unlink(missing_ok=True)
+        return stored
 
     def read_library(self) -> Library:
+        """The run's sources (streamed from the run); older runs keep ``library.json.gz``."""
+        from charpoet.corpus.store import read_library_store
+
         try:
-            return load_library_file(self.path / LIBRARY)
+            if not (self.path / LIBRARY_MANIFEST).exists() and (self.path / LEGACY_LIBRARY).exists():
+                return load_library_file(self.path / LEGACY_LIBRARY)
+            return read_library_store(self.path / LIBRARY_MANIFEST)
         except CharpoetError as exc:
             raise CheckpointError(str(exc)) from None
+
+    def has_library(self) -> bool:
+        return (self.path / LIBRARY_MANIFEST).is_file() or (self.path / LEGACY_LIBRARY).is_file()
+
+    def library_stamp(self) -> float | None:
+        """Modification time of the run's library (to notice that it was replaced), None without one."""
+        for name in (LIBRARY_MANIFEST, LEGACY_LIBRARY):
+            try:
+                return (self.path / name).stat().st_mtime
+            except OSError:
+                continue
+        return None
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         write_json(self.path / METRICS, history)

@@ -30,13 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from charpoet.attribution import CorpusIndex
+from charpoet.attribution import CorpusIndex, IndexTooLargeError
 from charpoet.attribution_types import Attribution
 from charpoet.checkpoint import SAMPLES_LOG, RunDir
 from charpoet.corpus import Library
 from charpoet.corpus.cache import append_bytes, atomic_write_bytes
 from charpoet.errors import CharpoetError, CharpoetWarning, ConfigError
 from charpoet.render import to_html
+from charpoet.runfiles import LOSS_PNG, SAMPLES_DIR, TENSORBOARD_DIR
 from charpoet.sample import LanguageModel
 from charpoet.tokenizer import Tokenizer
 from charpoet.train import TrainEvent
@@ -44,7 +45,6 @@ from charpoet.train import TrainEvent
 log = logging.getLogger("charpoet")
 
 SamplesCallback = Callable[[int, list[tuple[float, Attribution]]], None]
-TENSORBOARD_DIR, SAMPLES_DIR, LOSS_PNG = "tensorboard", "samples", "loss.png"
 
 
 def tensorboard_available() -> bool:
@@ -74,6 +74,7 @@ class TrainingMonitor:
                         else tensorboard, "plot": True}
         self._writer: Any = None  # torch.utils.tensorboard.SummaryWriter, opened at "start"
         self._index: CorpusIndex | None = None  # built at the first sample event
+        self._unindexed = False  # the library is above the index size limit: samples are not attributed
         self._val_step: int | None = None  # step of the last evaluation logged to TensorBoard
 
     def __enter__(self) -> TrainingMonitor:
@@ -121,8 +122,13 @@ class TrainingMonitor:
         info = event.info
         model, tokenizer, library = info["model"], info["tokenizer"], info["library"]
         temperatures = [float(t) for t in info["temperatures"]]
-        if self._index is None:
-            self._index = CorpusIndex.build(library)
+        if self._index is None and not self._unindexed:
+            try:
+                self._index = CorpusIndex.build(library)
+            except IndexTooLargeError as exc:  # the samples still matter: shown without highlighting
+                self._unindexed = True
+                log.warning("monitor: samples are not attributed: %s", exc)
+                warnings.warn(f"training samples are not highlighted: {exc}", CharpoetWarning, stacklevel=3)
         was_training = model.training
         try:  # LanguageModel puts the live model in eval mode; it has its own seeded generator
             lm = LanguageModel(model, tokenizer, info["config"], meta={})
@@ -131,14 +137,23 @@ class TrainingMonitor:
                      for t in temperatures]
         finally:
             model.train(was_training)
-        samples = [(t, self._index.attribute(text, self.min_quote)) for t, text in zip(temperatures, texts)]
+        samples = [(t, self._attribute(text)) for t, text in zip(temperatures, texts)]
         self._write_samples(event.step, samples)
         for t, att in samples:
+            if self._index is None:
+                log.info("sample at step %d, T=%g (not attributed)", event.step, t)
+                continue
             log.info("sample at step %d, T=%g: %.1f%% copied, longest copy %d chars", event.step, t,
                      100 * att.copy_rate, _longest(att))
         if self.on_samples is not None:
             self.on_samples(event.step, samples)
         return samples
+
+    def _attribute(self, text: str) -> Attribution:
+        """``text``'s attribution; without spans or sources when the library is not indexed."""
+        if self._index is None:
+            return Attribution(text, (), (), self.min_quote)
+        return self._index.attribute(text, self.min_quote)
 
     def _write_samples(self, step: int, samples: list[tuple[float, Attribution]]) -> None:
         temps = ", ".join(f"{t:g}" for t, _ in samples)
@@ -146,8 +161,10 @@ class TrainingMonitor:
         page = to_html([att for _, att in samples], standalone=True, title=title)
         atomic_write_bytes(self.run_dir / SAMPLES_DIR / f"step-{step:07d}.html", page.encode("utf-8"))
         now = time.time()
-        lines = [json.dumps({"step": step, "temperature": t, "text": att.text, "copy_rate": att.copy_rate,
-                             "longest": _longest(att), "time": now}, ensure_ascii=False) + "\n"
+        attributed = self._index is not None  # else copy_rate and longest are unknown: null
+        lines = [json.dumps({"step": step, "temperature": t, "text": att.text,
+                             "copy_rate": att.copy_rate if attributed else None,
+                             "longest": _longest(att) if attributed else None, "time": now}, ensure_ascii=False) + "\n"
                  for t, att in samples]
         append_bytes(self.run_dir / SAMPLES_LOG, "".join(lines).encode("utf-8"))  # whole lines or none
 
@@ -201,8 +218,9 @@ class TrainingMonitor:
             scalars = {f"val/{key}": m.get(f"val_{key}") for key in ("loss", "bpc", "accuracy")}
         elif kind == "sample" and samples:
             for t, att in samples:
-                scalars[f"sample/copy_rate_T{t:g}"] = att.copy_rate
-                scalars[f"sample/longest_T{t:g}"] = _longest(att)
+                if self._index is not None:  # no copy figures for samples that were not attributed
+                    scalars[f"sample/copy_rate_T{t:g}"] = att.copy_rate
+                    scalars[f"sample/longest_T{t:g}"] = _longest(att)
                 writer.add_text(f"sample/T{t:g}", _markdown_code(att.text), step)
         elif kind == "rollback":
             scalars["train/rollbacks"] = info.get("rollbacks")

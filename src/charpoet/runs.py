@@ -34,14 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charpoet.checkpoint import CONFIG, LAST, LIBRARY, RunDir
+from charpoet.checkpoint import CONFIG, LAST, LEGACY_LIBRARY, LIBRARY_MANIFEST, METRICS_LOG, RunDir
 from charpoet.config import DataConfig, RunConfig
 from charpoet.errors import CharpoetError, CheckpointError
 
 JOB = "%JOB%"
 MAX_NAME = 80
 MAX_DEPTH = 3  # runs are searched in ROOT/a, ROOT/a/b and ROOT/a/b/c
-METRICS_JSONL = "metrics.jsonl"
 _DEFAULT_VALID = DataConfig().valid_fraction
 _UNSAFE = re.compile(r"[^a-z0-9._-]+")
 
@@ -164,7 +163,7 @@ def summarise_run(path: Path, name: str | None = None) -> RunSummary:
     if not isinstance(steps, int):
         known = [h["step"] for h in history if isinstance(h.get("step"), int)]
         steps = max(known) if known else None
-    corpus = _library_name(path / LIBRARY, errors)
+    corpus = _library_name(path, errors)
     if corpus is None and config is not None:
         try:
             corpus = corpus_name(config.data)
@@ -226,8 +225,8 @@ def _read_trainer(path: Path, errors: list[str]) -> dict[str, Any]:
 def _read_history(path: Path, errors: list[str]) -> list[dict[str, Any]]:
     """Evaluations from metrics.jsonl ("eval" lines) if present, else metrics.json."""
     try:
-        if (path / METRICS_JSONL).is_file():
-            return [r for r in read_jsonl(path / METRICS_JSONL) if r.get("kind") == "eval"]
+        if (path / METRICS_LOG).is_file():
+            return [r for r in read_jsonl(path / METRICS_LOG) if r.get("kind") == "eval"]
         return [h for h in RunDir(path).read_metrics() if isinstance(h, dict)]
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(f"metrics are unreadable: {exc}")
@@ -256,15 +255,19 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _library_name(path: Path, errors: list[str], limit: int = 1 << 20) -> str | None:
-    """The top-level "name" of a gzip JSON library, decoding only the start of the file.
+def _library_name(run: Path, errors: list[str], limit: int = 1 << 20) -> str | None:
+    """The top-level "name" of a run's library (``library.json``, or an older run's gzip
+    ``library.json.gz``), decoding only the start of the file.
 
-    ``Library.to_dict`` puts "name" before the texts, so a few hundred bytes suffice.
+    Both put "name" before the sources, so a few hundred bytes suffice.
     """
     decoder = json.JSONDecoder()
     buf, pos, eof = "", 0, False
+    path = run / LIBRARY_MANIFEST
+    if not path.exists() and (run / LEGACY_LIBRARY).exists():
+        path = run / LEGACY_LIBRARY
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as f:
+        with (gzip.open if path.name.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
             def more() -> None:
                 nonlocal buf, eof
                 chunk = f.read(4096)
@@ -301,7 +304,7 @@ def _library_name(path: Path, errors: list[str], limit: int = 1 << 20) -> str | 
     except FileNotFoundError:
         return None
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-        errors.append(f"{LIBRARY} is corrupt: {exc}")
+        errors.append(f"{path.name} is corrupt: {exc}")
     except ValueError:
         pass  # not our layout: fall back to the configuration
     return None

@@ -32,15 +32,11 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from charpoet.checkpoint import BEST, CONFIG, LAST, LIBRARY, METRICS, VOCAB
 from charpoet.corpus.cache import atomic_write_bytes, charpoet_home
 from charpoet.errors import CheckpointError
+from charpoet.runfiles import CONFIG, LAST, RUN_FILES, RUN_FOLDERS, SYNCED_FILES, SYNCED_FOLDERS
 
-# The files and folders of a run that pull() fetches and remove() deletes.
-# "attribution.index.safetensors" is charpoet.attribution.INDEX_FILE (not imported: wrong direction).
-RUN_FILES = (CONFIG, VOCAB, LIBRARY, METRICS, "metrics.jsonl", BEST, LAST, "samples.jsonl",
-             "train.log", "loss.png", "attribution.index.safetensors")
-RUN_FOLDERS = ("samples", "tensorboard")
+# push() and pull() move the synced files and folders of charpoet.runfiles; remove() deletes every run file.
 SYNC_FILE = ".charpoet-sync.json"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+(://|::)")  # two letters at least: C:\ is a drive
 
@@ -142,7 +138,7 @@ class RunLocation:
         if not self.remote:
             return []
         remote = self._remote_files()
-        staged = _scan(self.local, [n for n in RUN_FILES + RUN_FOLDERS if (self.local / n).exists()])
+        staged = _scan(self.local, [n for n in SYNCED_FILES + SYNCED_FOLDERS if (self.local / n).exists()])
         synced = self._load_sync()
         pulled: list[str] = []
         dropped: list[str] = []
@@ -170,7 +166,8 @@ class RunLocation:
         """
         if not self.remote:
             return []
-        current = _scan(self.local, None if names is None else list(names))
+        current = {rel: st for rel, st in _scan(self.local, None if names is None else list(names)).items()
+                   if rel.split("/")[0] in SYNCED_FILES + SYNCED_FOLDERS}  # derived files stay on each machine
         synced = self._load_sync()
         todo = sorted((rel for rel, st in current.items() if force or synced.get(rel) != st), key=_upload_rank)
         done: list[str] = []
@@ -230,9 +227,9 @@ class RunLocation:
                 return {}
             for entry in entries:
                 name = posixpath.basename(entry["name"].rstrip("/"))
-                if entry["type"] == "file" and name in RUN_FILES:
+                if entry["type"] == "file" and name in SYNCED_FILES:
                     out[name] = entry["name"]
-                elif entry["type"] == "directory" and name in RUN_FOLDERS:
+                elif entry["type"] == "directory" and name in SYNCED_FOLDERS:
                     for p in fs.find(entry["name"]):
                         rel = _relative(p, root)
                         if rel is not None and not any(part.startswith(".") for part in rel.split("/")):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -146,6 +146,41 @@ class WordTokenizer:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "tokens": self.tokens}
+
+
+def piece_safe_chunks(chunks: Iterable[str]) -> Iterator[str]:
+    """Re-cut consecutive ``chunks`` of one text so that each tokenizes as it does within the text.
+
+    No piece spans a newline and a newline is a piece of its own, so a chunk that ends after a
+    newline is safe as it is. A chunk cut elsewhere (a line longer than a chunk) keeps its last
+    two pieces for the next one: a word's end depends on at most the two characters after it
+    ("don" + "'t"), so every earlier piece is final. The chunks concatenate to the same text;
+    the pieces of the re-cut chunks, joined, are the pieces of the whole text, for both
+    tokenizers (a character tokenizer needs no re-cutting, and is not harmed by it).
+    """
+    carry, pending = "", None
+    for chunk in chunks:
+        if pending is not None:
+            text = carry + pending
+            if text.endswith("\n"):
+                carry = ""
+                yield text
+            else:
+                cut = _last_pieces_start(text)
+                carry = text[cut:]
+                if cut:
+                    yield text[:cut]
+        pending = chunk
+    text = carry + (pending or "")
+    if text:
+        yield text
+
+
+def _last_pieces_start(text: str) -> int:
+    """Where the last two pieces of ``text`` begin (pieces restart after its last newline)."""
+    line = text.rfind("\n") + 1
+    starts = collections.deque((m.start() for m in _WORD_PIECES.finditer(text, line)), maxlen=2)
+    return starts[0] if starts else line
 
 
 def build_tokenizer(kind: str, texts: Iterable[str], max_vocab: int) -> Tokenizer:

@@ -34,17 +34,18 @@ import torch
 
 from charpoet.cadence import Cadence
 from charpoet.checkpoint import (
-    BEST, LAST, RunDir, RunWriteError, TrainingState, check_compatible, load_training_state, save_training_state,
+    BEST, LAST, TOKENS_DIR, RunDir, RunWriteError, TrainingState, check_compatible, load_training_state, save_training_state,
 )
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig
 from charpoet.corpus import Library, load_data_library
-from charpoet.data import StreamBatches, encode_library, eval_layout
-from charpoet.errors import CharpoetWarning, CheckpointError
+from charpoet.data import EvalRows, StreamBatches, fit_tokenizer, tokenize_library
+from charpoet.distributed import DistributedStep, Group, join, split_rows
+from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError
 from charpoet.model import RNNLM, State, count_parameters, sequence_loss
 from charpoet.resources import require_memory
 from charpoet.shards import ShardedStep, shard_bounds
 from charpoet.sizing import auto_size
-from charpoet.tokenizer import Tokenizer, build_tokenizer
+from charpoet.tokenizer import Tokenizer
 from charpoet.tuning import tune_allocator
 
 log = logging.getLogger("charpoet")
@@ -135,49 +136,57 @@ def get_lr(step: int, progress: float, cfg: TrainConfig) -> float:
     return low + 0.5 * (cfg.learning_rate - low) * (1.0 + math.cos(math.pi * ratio))
 
 
-def estimate_loss(model: RNNLM, rows: torch.Tensor, chars_per_token: float, chunk: int = 256,
-                  shards: ShardedStep | None = None) -> dict[str, float]:
+def estimate_loss(model: RNNLM, rows: EvalRows | torch.Tensor, chars_per_token: float, chunk: int = 256,
+                  shards: ShardedStep | DistributedStep | None = None, group: Group | None = None) -> dict[str, float]:
     """Stateful pass over (B, L) validation rows: loss (nats/token), bpc, accuracy.
 
-    ``shards`` spreads the rows over its threads (each row is an independent stream).
+    ``shards`` spreads the rows over its threads (each row is an independent stream); with a
+    ``group`` of several processes each rank takes its share of the rows and the sums are added up.
     """
+    if isinstance(rows, torch.Tensor):
+        rows = EvalRows(rows.cpu().numpy())
+    group = group or Group()
+    first, last = shard_bounds(rows.shape[0], group.world)[group.rank] if rows.shape[0] >= group.world else (0, 0)
+    mine = rows.part(first, last) if group.distributed else rows
     was_training = model.training
     model.eval()
-    rows = rows.to(model.head.weight.device)
-    parts = [rows[a:b] for a, b in shard_bounds(rows.shape[0], shards.shards if shards else 1)]
+    device = model.head.weight.device
+    parts = [mine.part(a, b) for a, b in shard_bounds(mine.shape[0], shards.shards if shards else 1) if b > a]
     try:
-        sums = shards.map(lambda part: _eval_rows(model, part, chunk), parts) if shards else [_eval_rows(model, rows, chunk)]
+        sums = shards.map(lambda part: _eval_rows(model, part, chunk, device), parts) if shards else \
+            [_eval_rows(model, part, chunk, device) for part in parts]
     finally:
         model.train(was_training)
-    total_loss, correct, count = sums[0]
-    for part_loss, part_correct, part_count in sums[1:]:
-        total_loss, correct, count = total_loss + part_loss, correct + part_correct, count + part_count
-    loss = total_loss.item() / count
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # summed loss, correct guesses, tokens
+    for part_sums in sums:
+        totals += part_sums
+    if rows.shape[0] < group.world and group.main:  # fewer rows than ranks: rank 0 evaluates them all
+        totals += sum((_eval_rows(model, rows.part(a, b), chunk, device)
+                       for a, b in shard_bounds(rows.shape[0], 1) if b > a), torch.zeros_like(totals))
+    total_loss, correct, count = group.all_reduce_sum(totals).tolist()
+    loss = total_loss / count
     return {
         "val_loss": loss,
         "val_bpc": loss / LN2 / chars_per_token,
-        "val_accuracy": correct.item() / count,
-        "val_tokens": count,
+        "val_accuracy": correct / count,
+        "val_tokens": int(count),
     }
 
 
 @torch.no_grad()  # (in the calling thread: a shard's thread runs it too)
-def _eval_rows(model: RNNLM, rows: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Summed loss (float64), correct guesses and tokens of a stateful pass over (b, L) rows."""
+def _eval_rows(model: RNNLM, rows: EvalRows, chunk: int, device: torch.device) -> torch.Tensor:
+    """Summed loss, correct guesses and tokens (float64, (3,)) of a stateful pass over (b, L) rows."""
     state: State | None = None
-    total_loss = torch.zeros((), dtype=torch.float64, device=rows.device)
-    correct = torch.zeros((), dtype=torch.int64, device=rows.device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     count = 0
-    for start in range(0, rows.shape[1] - 1, chunk):
-        x = rows[:, start : start + chunk]
-        y = rows[:, start + 1 : start + chunk + 1]
-        x = x[:, : y.shape[1]]  # (b, t)
+    for x, y in rows.windows(chunk, device):  # (b, t) each, int64
         logits, state = model(x, state)  # (b, t, V)
         flat = logits.reshape(-1, logits.shape[-1])
         total_loss += torch.nn.functional.cross_entropy(flat, y.reshape(-1), reduction="sum").double()
         correct += (flat.argmax(-1) == y.reshape(-1)).sum()
         count += y.numel()
-    return total_loss, correct, count
+    return torch.stack([total_loss, correct.double(), torch.tensor(float(count), dtype=torch.float64, device=device)])
 
 
 @contextmanager
@@ -231,9 +240,11 @@ def prepare_run(
     run.check_writable()
     if library is None:
         library = load_data_library(config.data)
+    run.path.mkdir(parents=True, exist_ok=True)
+    library = run.write_library(library)  # copied in once, streamed: from now on the run reads its own copy
     # The vocabulary covers the whole library (as nanoGPT and word_language_model do), so
     # a character that only occurs in a validation part can still be evaluated.
-    tokenizer = build_tokenizer(config.data.tokenizer, (s.text for s in library), config.data.max_vocab)
+    tokenizer = fit_tokenizer(config.data.tokenizer, library, config.data.max_vocab)
     config = replace(config, model=replace(config.model, vocab_size=tokenizer.vocab_size))
     return config, library, tokenizer
 
@@ -261,32 +272,76 @@ def train(
     run = RunDir(run_dir)
     if restore is None:
         restore = run.exists()
-    config, library, tokenizer = prepare_run(config, run, restore, library)
-    session = _Session(config, run, library, tokenizer, on_event or (lambda event: None), new_run=not restore)
+    group = join(resolve_device(config.train.device))  # a group of one outside torchrun
+    session: _Session | None = None
     try:
-        if restore:
-            run.remove_stale_temp_files()  # a killed process may have left half-written temp files
-        if restore and (run.path / LAST).exists():
-            session.restore()
-        elif restore:
-            warnings.warn(f"{run.path} has no checkpoint yet; starting it from step 0", CharpoetWarning, stacklevel=2)
+        if group.distributed:
+            split_rows(config.data.batch_size, group.world, group.rank)  # every rank says no at once
+        if group.main:
+            config, library, tokenizer = prepare_run(config, run, restore, library)
+            session = _Session(config, run, library, tokenizer, on_event or (lambda event: None),
+                               new_run=not restore, group=group)
+            _open_run(session, run, restore, library, tokenizer)
+            group.barrier()  # the run is on disk: the other ranks may read it
         else:
-            run.path.mkdir(parents=True, exist_ok=True)
-            run.write_library(library)
-            run.write_vocab(tokenizer)
-        run.write_config(session.config)
-        run.cut_metrics_log(session.step)  # records written after the snapshot belong to a lost future
-        if not (run.path / LAST).exists():
-            session.save_last()  # a snapshot to roll back to from the very first step
+            group.barrier()  # rank 0 prepares the run (library, tokens, vocabulary, first snapshot)
+            follower = _ReadOnlyRun(run.path)
+            session = _Session(follower.read_config(), follower, follower.read_library(), follower.read_vocab(),
+                               lambda event: None, new_run=False, group=group)
+            session.restore()
+        session.start_group()
         return session.run(stop_after_steps, log_every)
     except RunWriteError as exc:  # never train on without snapshots: stop, and say what is safe
         saved = run.snapshot_step()
         kept = f"the last good snapshot (step {saved}) is intact" if saved is not None else "no snapshot was written yet"
         fix = "free some space" if exc.disk_full else "fix that"
-        raise RunWriteError(f"{exc}; training stopped at step {session.step} and {kept} in {run.path}: "
+        step = session.step if session is not None else 0
+        raise RunWriteError(f"{exc}; training stopped at step {step} and {kept} in {run.path}: "
                             f"{fix} and run the same command again to continue", exc.errno) from None
+    except torch.distributed.DistError as exc:  # another rank is gone (killed, or its machine)
+        saved = run.snapshot_step()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"rank {group.rank} lost contact with the other ranks ({first}); the last snapshot "
+                              f"(step {saved}) is intact: torchrun --max-restarts continues from it") from None
     finally:
-        session.stepper.close()  # the thread pool, and the process's intra-op thread count
+        if session is not None:
+            session.stepper.close()  # the thread pool, and the process's intra-op thread count
+        group.close()
+
+
+def _open_run(session: _Session, run: RunDir, restore: bool, library: Library, tokenizer: Tokenizer) -> None:
+    """Rank 0 (or the only process): restore the snapshot, or write a new run's files and first snapshot."""
+    if restore:
+        run.remove_stale_temp_files()  # a killed process may have left half-written temp files
+    if restore and (run.path / LAST).exists():
+        session.restore()
+    elif restore:
+        warnings.warn(f"{run.path} has no checkpoint yet; starting it from step 0", CharpoetWarning, stacklevel=3)
+    else:
+        run.write_vocab(tokenizer)
+    run.write_config(session.config)
+    run.cut_metrics_log(session.step)  # records written after the snapshot belong to a lost future
+    if not (run.path / LAST).exists():
+        session.save_last()  # a snapshot to roll back to from the very first step
+
+
+class _ReadOnlyRun(RunDir):
+    """The run as ranks other than 0 see it: they read it, rank 0 writes it."""
+
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        pass
+
+    def write_config(self, config: RunConfig) -> None:
+        pass
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        pass
+
+    def append_metrics_log(self, record: dict[str, Any], sync: bool = False) -> None:
+        pass
+
+    def cut_metrics_log(self, step: int) -> None:
+        pass
 
 
 STOP_REASONS = ("epochs", "time", "steps", "interrupted", "early-stop", "diverged")
@@ -296,14 +351,25 @@ class _Session:
     """One training session of a run: the model, optimizer, data and counters."""
 
     def __init__(self, config: RunConfig, run: RunDir, library: Library, tokenizer: Tokenizer,
-                 emit: Callable[[TrainEvent], None], new_run: bool = True):
+                 emit: Callable[[TrainEvent], None], new_run: bool = True, group: Group | None = None):
         tune_allocator()
         self.run_dir, self.library, self.tokenizer, self.emit = run, library, tokenizer, emit
-        self.device = resolve_device(config.train.device)
+        self.group = group or Group()
+        self.device = self.group.device or resolve_device(config.train.device)
         self.dtype = resolve_precision(config.train.precision, self.device)
         torch.manual_seed(config.train.seed)
-        self.data = encode_library(library, tokenizer, config.data.valid_fraction)
-        self.batches = StreamBatches(self.data.train.ids, config.data.batch_size, config.data.seq_len, self.device)
+        # the token ids live in RUN/tokens, memory-mapped (encoded once, streamed; reused on a restart)
+        self.data = tokenize_library(library, tokenizer, config.data.valid_fraction, run.path / TOKENS_DIR)
+        rows = None
+        if self.group.distributed:
+            most = len(self.data.train) // (config.data.seq_len + 1)
+            if config.data.batch_size > most:
+                raise ConfigError(f"the training split ({len(self.data.train):,} tokens) is too small for --batch-size "
+                                  f"{config.data.batch_size} with --seq-len {config.data.seq_len}: use at most {most} "
+                                  f"streams (a multiple of the {self.group.world} ranks)")
+            rows = split_rows(config.data.batch_size, self.group.world, self.group.rank)
+        self.batches = StreamBatches(self.data.train.ids, config.data.batch_size, config.data.seq_len, self.device,
+                                     rows=rows)
         if self.batches.batch_size != config.data.batch_size:  # shrunk to fit a small corpus
             config = replace(config, data=replace(config.data, batch_size=self.batches.batch_size))
         self.sizing: dict[str, Any] | None = None
@@ -311,7 +377,7 @@ class _Session:
             config, self.sizing = auto_size(config, len(self.data.train), self.device, self.dtype)
             log.info("auto size: %s", self.sizing)
         self.config, self.tc = config, config.train
-        self.valid_rows = eval_layout(self.data.valid.ids)
+        self.valid_rows = EvalRows.of(self.data.valid.ids)  # a view: at most EVAL_MAX_TOKENS, read a chunk at a time
         require_memory(training_memory(config), "training this model with this batch layout",
                        "use a smaller model (--rnn-size, --num-layers, --embedding-size) or batch (--batch-size, --seq-len)",
                        device=self.device)
@@ -320,7 +386,11 @@ class _Session:
         self.fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.learning_rate,
                                            weight_decay=self.tc.weight_decay, fused=self.fused or None)
-        self.stepper = ShardedStep(self.model, self.batches.batch_size, self.device, loss_fn=sequence_loss)
+        # one process: the batch in shards over the cores; several (torchrun): DDP, set up by start_group
+        self.stepper: ShardedStep | DistributedStep = ShardedStep(self.model, self.batches.local_rows, self.device,
+                                                                  loss_fn=sequence_loss)
+        self.synced_stop = False  # a stop requested on any rank (several processes)
+        self.step_seconds = 0.0  # rank 0's duration of the last step (several processes)
         self.budget = self.tc.max_minutes * 60.0
         # Counters: optimizer steps, completed epochs, batch index within the epoch, training seconds.
         self.step, self.epoch, self.cursor, self.elapsed = 0, 0, 0, 0.0
@@ -339,6 +409,22 @@ class _Session:
         # time cadences continue across a restart as in an uninterrupted run
         self.last_stats: tuple[int, float] = (0, 0.0)
         self.last_sample: tuple[int, float] = (0, 0.0)
+
+    def start_group(self) -> None:
+        """With several processes: wrap the model in DDP (every rank at once: it is a collective)."""
+        if self.group.distributed:
+            self.stepper.close()
+            self.stepper = DistributedStep(self.model, self.group, sequence_loss)
+
+    def sync(self, loss: torch.Tensor, seconds: float, stop: bool) -> tuple[torch.Tensor, float]:
+        """One all-reduce per step: the global mean loss, rank 0's step time, and whether any rank
+        was asked to stop, so every rank takes the same decisions."""
+        values = torch.stack([loss.double() / self.group.world,
+                              torch.tensor(seconds if self.group.main else 0.0, dtype=torch.float64, device=loss.device),
+                              torch.tensor(float(stop), dtype=torch.float64, device=loss.device)])
+        values = self.group.all_reduce_sum(values)
+        self.synced_stop = bool(values[2] > 0)
+        return values[0].float(), float(values[1])
 
     # --- progress -----------------------------------------------------------------------
     @property
@@ -383,7 +469,7 @@ class _Session:
                 reason = self.stop_reason(stop_after_steps, session_steps, stop)
                 if reason:
                     break
-                loss = self.train_step()
+                loss = self.train_step(clock, stop)
                 if loss is None:  # non-finite loss or gradient: nothing reached the weights
                     if not self.roll_back():
                         reason = "diverged"
@@ -397,7 +483,7 @@ class _Session:
                 loss_count += 1
                 session_steps += 1
                 now = time.perf_counter()
-                self.elapsed += now - clock
+                self.elapsed += self.step_seconds if self.group.distributed else now - clock
                 clock = now
                 at_stats = stats.due(self.step, self.elapsed, *last["stats"])
                 if self.step % log_every == 0 or at_stats:
@@ -437,7 +523,7 @@ class _Session:
             return "time"
         if stop_after_steps is not None and session_steps >= stop_after_steps:
             return "steps"
-        if stop.is_set():
+        if stop.is_set() or self.synced_stop:
             return "interrupted"
         return ""
 
@@ -455,14 +541,20 @@ class _Session:
         self.snapshot(emit=False)
         return metrics
 
-    def train_step(self) -> torch.Tensor | None:
-        """One TBPTT step on the batch at the cursor; the detached loss, or None if not finite."""
+    def train_step(self, clock: float | None = None, stop: threading.Event | None = None) -> torch.Tensor | None:
+        """One TBPTT step on the batch at the cursor; the detached loss, or None if not finite.
+
+        With several processes the loss is the global batch's, and the step's duration on rank 0
+        (from ``clock``) goes to ``step_seconds``.
+        """
         lr = get_lr(self.step, self.progress, self.tc) * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = self.batches.batch(self.cursor)  # (B, T) each
         loss, state = self.stepper.step(x, y, self.state, self.dtype)  # sets the gradients
-        norm = grad_norm(self.model.parameters(), self.tc.clip_norm)
+        norm = grad_norm(self.model.parameters(), self.tc.clip_norm)  # the same on every rank (averaged gradients)
+        if self.group.distributed:
+            loss, self.step_seconds = self.sync(loss, time.perf_counter() - (clock or 0.0), bool(stop and stop.is_set()))
         if not bool(torch.isfinite(loss) & torch.isfinite(norm)):  # one sync per step
             self.optimizer.zero_grad(set_to_none=True)
             self.bad_value = f"loss {loss.item()}, gradient norm {norm.item()}"
@@ -523,7 +615,7 @@ class _Session:
             metrics["train_loss"] = train_loss
         if self.valid_rows is not None:
             metrics.update(estimate_loss(self.model, self.valid_rows, self.data.valid.chars_per_token,
-                                         shards=self.stepper))
+                                         shards=self.stepper, group=self.group))
         val = metrics.get("val_loss")
         if scheduled:  # the end-of-session evaluation is not one an uninterrupted run would make
             if _improves(val, self.best):
@@ -586,8 +678,9 @@ class _Session:
                    "last_stats": list(self.last_stats), "last_sample": list(self.last_sample),
                    "batch_size": b.batch_size, "seq_len": b.seq_len, "steps_per_epoch": b.steps_per_epoch}
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        state = self.group.gather_rows(self.state) if self.state is not None else None  # (L, B, H): every rank's rows
         save_training_state(self.run_dir, TrainingState(self.model.state_dict(), self.optimizer.state_dict(),
-                                                        torch.get_rng_state(), cuda, self.state, trainer))
+                                                        torch.get_rng_state(), cuda, state, trainer))
 
     def restore(self) -> None:
         ts = load_training_state(self.run_dir)
@@ -610,7 +703,13 @@ class _Session:
             group["fused"], group["foreach"] = self.fused or None, None  # older runs stored none
         if ts.rng_cuda and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ts.rng_cuda[: torch.cuda.device_count()])
-        self.state = tuple(h.to(self.device) for h in ts.hidden) if ts.hidden else None
+        self.state = tuple(h.to(self.device) for h in ts.hidden) if ts.hidden else None  # (L, B, H)
+        if self.group.distributed and layout[0] != self.batches.batch_size:
+            raise ConfigError(f"the run in {self.run_dir.path} trains a global batch of {layout[0]} streams; continue it "
+                              f"with --batch-size {layout[0]} (split across the ranks) or start a new run")
+        if self.state is not None and self.batches.row_range != (0, self.batches.batch_size):
+            a, b = self.batches.row_range  # this rank's streams, whatever the world size that saved them
+            self.state = tuple(h[:, a:b].contiguous() for h in self.state)
         if layout != (self.batches.batch_size, self.batches.seq_len, self.batches.steps_per_epoch):
             # A new batch layout: continue at the same fraction of the epoch with a fresh state.
             cursor = round(cursor / layout[2] * self.batches.steps_per_epoch) % self.batches.steps_per_epoch

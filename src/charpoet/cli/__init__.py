@@ -7,6 +7,7 @@ on one line and exits with status 2; library warnings print as ``warning: ...`` 
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Any
@@ -28,7 +29,10 @@ class CharpoetCLI(TyperGroup):
                 # without standalone mode, a command's ``raise typer.Exit(n)`` comes back as n
                 code = super().main(args, prog_name or "charpoet", standalone_mode=False, **extra)
             except CharpoetError as exc:
-                _fail(str(exc), 2)
+                from charpoet.errors import ConfigError
+
+                # under torchrun, every rank meets the same bad option: rank 0 alone says so
+                _fail(str(exc), 2, quiet=isinstance(exc, ConfigError) and not _main_rank())
             except click_exceptions.NoArgsIsHelpError:
                 sys.exit(0)  # a command group run bare: its help is already on the screen
             except click_exceptions.UsageError as exc:
@@ -50,7 +54,6 @@ class CharpoetCLI(TyperGroup):
 def check_output_file(path: Any, flag: str) -> None:
     """Before any work: ``ConfigError`` if ``path`` (a file to write, given with ``flag``) cannot be
     created there, so a long generation never ends in an error about its output."""
-    import os
     from pathlib import Path
 
     from charpoet.errors import ConfigError
@@ -72,10 +75,17 @@ def check_output_file(path: Any, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: that name is a book library's manifest; choose another name")
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, quiet: bool = False) -> None:
     first, *rest = message.strip().splitlines() or [""]
-    print(f"error: {first}", file=sys.stderr)
+    if not quiet:
+        prefix = "" if _main_rank() else f"rank {os.environ.get('RANK')}: "
+        print(f"error: {prefix}{first}", file=sys.stderr)
     sys.exit(code)
+
+
+def _main_rank() -> bool:
+    """True unless this process is a rank other than 0 of a torchrun group (see charpoet.distributed)."""
+    return os.environ.get("WORLD_SIZE", "1") in ("", "1") or os.environ.get("RANK", "0") in ("", "0")
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:

@@ -13,6 +13,11 @@ from charpoet.cli import app, check_output_file
 from charpoet.corpus.cache import atomic_write_bytes
 from charpoet.errors import ConfigError
 
+# Shared by ``generate`` and ``chat``, where an index over the limit only turns highlighting off.
+ForceIndex = Annotated[bool, typer.Option(
+    "--force-index", help="Build the attribution index even for a library above the size limit (256 MiB of "
+                          "text: building needs about 13 bytes of memory per byte of text, and as much disk).")]
+
 
 @app.command()
 def attribute(
@@ -22,6 +27,7 @@ def attribute(
     min_quote: Annotated[int, typer.Option(help="Shortest verbatim copy to highlight, in characters.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print spans (start, end, source, offset) and metrics as JSON.")] = False,
     html: Annotated[Path | None, typer.Option(help="Also write a standalone HTML page.", show_default=False)] = None,
+    force_index: ForceIndex = False,
 ) -> None:
     """Find the passages of a text that occur verbatim in a run's sources (or in --text-path files)."""
     from charpoet.attribution import CorpusIndex, check_min_quote, index_for_run
@@ -40,9 +46,9 @@ def attribute(
 
         run_path = readable_run(checkpoint_path)
         RunDir(run_path).require()
-        index = index_for_run(run_path)
+        index = index_for_run(run_path, force=force_index)  # IndexTooLargeError: exit 2
     else:
-        index = CorpusIndex.build(library_from_paths(text_path or []))
+        index = CorpusIndex.build(library_from_paths(text_path or []), force=force_index)
     result = index.attribute(text, min_quote)
     if html is not None:
         from charpoet.render import to_html

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -21,9 +22,10 @@ from typing import Annotated, Any
 import typer
 
 from charpoet.cli import app
+from charpoet.cli.attribute import ForceIndex
 from charpoet.config import DEVICES
 from charpoet.corpus.cache import atomic_write_bytes
-from charpoet.errors import CharpoetError, ConfigError
+from charpoet.errors import CharpoetError, CharpoetWarning, ConfigError
 
 HELP = """\
 /temperature [T]      sampling temperature: < 1 safer, > 1 wilder, 0 = greedy (no value: show it)
@@ -67,6 +69,7 @@ def chat(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     highlight: Annotated[bool, typer.Option(help="Highlight verbatim copies of the training sources (on a terminal; a summary line otherwise).")] = True,
     min_quote: Annotated[int, typer.Option(help="Shortest verbatim copy to highlight, in characters.")] = 20,
+    force_index: ForceIndex = False,
 ) -> None:
     """Talk with a trained run: the model answers each line by continuing the conversation."""
     from charpoet.chat import ChatOptions, Conversation
@@ -84,7 +87,7 @@ def chat(
 
     run_path = readable_run(checkpoint_path)  # a remote run is read from a local copy
     session = _Session(Conversation(load(run_path, weights=weights, device=device), options),
-                       run_path, checkpoint_path, highlight, min_quote)
+                       run_path, checkpoint_path, highlight, min_quote, force_index)
     if highlight:
         session.index()  # built (or read from the run's cache) before the first turn
     if sys.stdin.isatty():
@@ -96,7 +99,8 @@ def chat(
 class _Session:
     """The conversation and how its answers are shown."""
 
-    def __init__(self, conv: Any, run_path: Path, label: str, highlight: bool, min_quote: int):
+    def __init__(self, conv: Any, run_path: Path, label: str, highlight: bool, min_quote: int,
+                 force_index: bool = False):
         from rich.console import Console
 
         self.conv = conv
@@ -104,15 +108,31 @@ class _Session:
         self.label = label
         self.highlight = highlight
         self.min_quote = min_quote
+        self.force_index = force_index
         self.console = Console(highlight=False)  # soft_wrap would make Live crop long lines
         self._index: Any = None
+        self._too_large = False  # the sources are above the index size limit: no highlighting
 
     def index(self) -> Any:
-        if self._index is None:
-            from charpoet.attribution import index_for_run
+        """The run's attribution index; None (after one warning) for sources above the size limit."""
+        if self._index is None and not self._too_large:
+            from charpoet.attribution import IndexTooLargeError, index_for_run
 
-            self._index = index_for_run(self.run_path)
+            try:
+                self._index = index_for_run(self.run_path, force=self.force_index)
+            except IndexTooLargeError as exc:  # the answers matter more than their highlighting
+                self._too_large, self.highlight = True, False
+                warnings.warn(f"answers are not highlighted: {exc}", CharpoetWarning, stacklevel=2)
         return self._index
+
+    def attribute(self, text: str) -> Any:
+        """``text``'s attribution; without spans when there is no index."""
+        index = self.index()
+        if index is None:
+            from charpoet.attribution_types import Attribution
+
+            return Attribution(text, (), (), self.min_quote)
+        return index.attribute(text, self.min_quote)
 
     def answer(self, text: str) -> None:
         """Say ``text`` and show the answer; Ctrl-C drops the exchange."""
@@ -141,12 +161,11 @@ class _Session:
             out.flush()
         out.write("\n\n")
         out.flush()
-        if self.highlight:
+        if self.highlight and self.index() is not None:
             n = len(self.conv.turns)
             from charpoet.render import copy_summary
 
-            att = self.index().attribute(self.conv.turns[-1].answer, self.min_quote)
-            say(f"turn {n}: {copy_summary(att)}")
+            say(f"turn {n}: {copy_summary(self.attribute(self.conv.turns[-1].answer))}")
 
     def _live(self, stream: Any) -> None:
         from rich.live import Live
@@ -159,7 +178,7 @@ class _Session:
             for piece in stream:
                 text.append(piece)
                 live.update(text)
-            live.update(to_rich(self.index().attribute(self.conv.turns[-1].answer, self.min_quote)))
+            live.update(to_rich(self.attribute(self.conv.turns[-1].answer)))
         self.console.print()
 
     def command(self, line: str) -> bool:
@@ -243,7 +262,7 @@ class _Session:
                 text_path, html_path = path, path.with_suffix(".html")
             if not path.parent.is_dir():  # a typo in the folder is an error, not a new folder
                 raise FileNotFoundError(errno.ENOENT, "No such directory", str(path.parent))
-            page = _page(self.conv.turns, self.index(), self.min_quote, f"charpoet chat with {self.label}")
+            page = _page(self.conv.turns, self.attribute, f"charpoet chat with {self.label}")
             atomic_write_bytes(text_path, self.conv.transcript.encode("utf-8"))
             atomic_write_bytes(html_path, page.encode("utf-8"))
         except OSError as exc:
@@ -268,15 +287,15 @@ def _number(name: str, text: str, kind: Callable[[str], Any]) -> Any:
         return None
 
 
-def _page(turns: list[Any], index: Any, min_quote: int, title: str) -> str:
-    """A standalone HTML page: each user turn, then its answer highlighted."""
+def _page(turns: list[Any], attribute: Callable[[str], Any], title: str) -> str:
+    """A standalone HTML page: each user turn, then its answer highlighted (``attribute``)."""
     import html
 
     from charpoet.render import PAGE_CSS, to_html
 
     blocks = [
         f'<p class="charpoet-user"><b>you&gt;</b> {html.escape(t.user)}</p>\n'
-        + to_html(index.attribute(t.answer, min_quote), standalone=False)
+        + to_html(attribute(t.answer), standalone=False)
         for t in turns
     ]
     return (

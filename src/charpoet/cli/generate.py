@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from charpoet.cli import app, check_output_file
+from charpoet.cli.attribute import ForceIndex
 from charpoet.config import DEVICES
 from charpoet.corpus.cache import atomic_write_bytes
-from charpoet.errors import ConfigError, CorpusError
+from charpoet.errors import CharpoetWarning, ConfigError, CorpusError
 
 
 @app.command()
@@ -30,6 +32,7 @@ def generate(
     highlight: Annotated[bool, typer.Option(help="Highlight verbatim copies of the training sources (on a terminal; a summary line otherwise).")] = True,
     min_quote: Annotated[int, typer.Option(help="Shortest verbatim copy to highlight, in characters.")] = 20,
     html: Annotated[Path | None, typer.Option(help="Also write the highlighted samples as a standalone HTML page.", show_default=False)] = None,
+    force_index: ForceIndex = False,
 ) -> None:
     """Generate text from a trained run, streaming it as it is written."""
     from charpoet.sample import SampleOptions, load
@@ -60,9 +63,12 @@ def generate(
     stream = lm.stream(prime, options)  # checks the prime before anything is printed
     index = None
     if highlight or html is not None:
-        from charpoet.attribution import index_for_run
+        from charpoet.attribution import IndexTooLargeError, index_for_run
 
-        index = index_for_run(run_path)  # built once per run, then cached there
+        try:
+            index = index_for_run(run_path, force=force_index)  # built once per run, then cached there
+        except IndexTooLargeError as exc:  # the text matters more than its highlighting
+            warnings.warn(f"samples are not highlighted: {exc}", CharpoetWarning, stacklevel=2)
 
     from rich.console import Console
 
@@ -79,8 +85,11 @@ def generate(
             label = f"sample {i}: " if num_samples > 1 else ""
             print(f"{label}{copy_summary(att)}", file=sys.stderr)
     if html is not None:
+        from charpoet.attribution_types import Attribution
         from charpoet.render import to_html
 
+        if index is None:  # no index: the samples without highlighting
+            attributions = [Attribution(s, (), (), min_quote) for s in samples]
         page = to_html(attributions, title=f"charpoet samples from {checkpoint_path}", prefix=prime)
         atomic_write_bytes(html, page.encode("utf-8"))
 
@@ -131,5 +140,6 @@ def _live(console: Any, stream: Any, prime: str, num_samples: int, index: Any, m
                 sample.append(piece)
             live.update(view(texts))
         finals = ["".join(s) for s in samples]
-        live.update(view([to_rich(index.attribute(t, min_quote), prefix=prime) for t in finals]))
+        if index is not None:
+            live.update(view([to_rich(index.attribute(t, min_quote), prefix=prime) for t in finals]))
     return finals

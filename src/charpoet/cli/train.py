@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from charpoet.checkpoint import RunDir, RunLogHandler, check_compatible
-from charpoet.cli import app
+from charpoet.checkpoint import TRAIN_LOG, RunDir, RunLogHandler, check_compatible
+from charpoet.cli import _main_rank, app
 from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from charpoet.errors import CharpoetError, CharpoetWarning, ConfigError
 from charpoet.runs import JOB, corpus_name, expand_job
@@ -91,6 +91,9 @@ def train(
         new = _apply(RunConfig(), new_run_overrides).validate()
         checkpoint_path = expand_job(checkpoint_path, new, corpus_name(new.data))
     location = RunLocation(checkpoint_path)
+    if not _main_rank():
+        _follow(location, overrides, new_run_overrides, fresh)
+        return
     location.pull()
     run = RunDir(location.local)
     run.check_writable()  # a read-only or misplaced run fails here, before any work
@@ -120,7 +123,7 @@ def train(
 
     created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
-    handler = _log_to(log_path or run.path / "train.log")
+    handler = _log_to(log_path or run.path / TRAIN_LOG)
     try:
         with TrainDisplay() as display, TrainingMonitor(run.path, tensorboard=tensorboard,
                                                         on_samples=display.show_samples) as monitor:
@@ -158,6 +161,27 @@ def train(
             f"training diverged: the loss stayed NaN/Inf after {config.train.max_rollbacks} rollbacks; "
             f"the last good state is kept in {checkpoint_path} (try a lower --learning-rate)"
         )
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+def _follow(location: RunLocation, overrides: dict[str, dict[str, Any]], new_run_overrides: dict[str, dict[str, Any]],
+            fresh: bool) -> None:
+    """A rank other than 0 under torchrun: rank 0 pulls, prepares, writes, shows and uploads the run; this
+    process trains its share of every batch, quietly (``charpoet.distributed``)."""
+    from charpoet.train import train as train_run
+
+    run = RunDir(location.local)
+    try:  # the options as rank 0 sees them, for the checks every rank makes before it joins
+        existing = run.read_config() if run.exists() and not fresh else None
+    except CharpoetError:
+        existing = None  # rank 0 is starting it over
+    sources = ("text_path", "corpus", "library")
+    if existing is not None:
+        config = _apply(existing, {k: {f: v for f, v in d.items() if f not in sources} for k, d in overrides.items()})
+    else:
+        config = _apply(RunConfig(), new_run_overrides)
+    result = train_run(config.validate(), run.path)
     if result.interrupted:
         raise typer.Exit(130)
 

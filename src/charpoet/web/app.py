@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from charpoet.errors import CharpoetError, CheckpointError, ConfigError
-from charpoet.web.service import Busy, NotFound, Pump, Service, attribution_json
+from charpoet.web.service import Busy, NotFound, Pump, Service, attribution_json, unattributed_json
 
 log = logging.getLogger("charpoet.serve")
 FIRST_PULL_SECONDS = 0.0  # the first token goes out alone, at once
@@ -276,8 +276,8 @@ def create_app(service: Service, allowed_hosts: list[str] | None = None) -> Fast
             try:
                 index = await run_in_threadpool(service.runs.index, body.run)
                 return {"samples": await run_in_threadpool(attribute_all, index)}  # not on the event loop
-            except CharpoetError as exc:  # no sources to compare with: the text stands without highlighting
-                return {"samples": [{"text": t, "prefix": body.prompt, "spans": [], "legend": []} for t in texts],
+            except CharpoetError as exc:  # no sources, or too many to index: the text stands without highlighting
+                return {"samples": [unattributed_json(t, body.prompt) for t in texts],
                         "attribution_error": str(exc)}
 
         async def events() -> AsyncIterator[bytes]:

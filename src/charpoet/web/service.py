@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charpoet.checkpoint import BEST, CONFIG, LAST, LIBRARY, METRICS_LOG, SAMPLES_LOG
+from charpoet.checkpoint import BEST, CONFIG, LAST, METRICS_LOG, SAMPLES_LOG, RunDir
 from charpoet.errors import CharpoetError, ConfigError
 from charpoet.runs import MAX_DEPTH, list_runs, read_jsonl, summarise_run
 
@@ -115,7 +115,7 @@ class Runs:
         self.threads_per_stream: int | None = None  # most threads of one stream's step (None: the stepper's choice)
         self._lock = threading.Lock()
         self._models: dict[str, tuple[float, LanguageModel]] = {}
-        self._indexes: dict[str, tuple[float, CorpusIndex]] = {}
+        self._indexes: dict[str, tuple[Any, CorpusIndex | str]] = {}  # (stamp, index or why there is none)
         self._loading: dict[str, threading.Lock] = {}
 
     @property
@@ -186,24 +186,34 @@ class Runs:
 
     def index(self, name: str) -> CorpusIndex:
         """The attribution index of the run's sources (built once, cached in the run directory;
-        built again when the run's sources change, e.g. a run started over with other texts)."""
+        built again when the run's sources change, e.g. a run started over with other texts).
+
+        Sources above the index size limit raise ``IndexTooLargeError`` (a ``ConfigError``: HTTP
+        400), remembered until they change; the server never forces such an index.
+        """
         path = self.path(name)
-        stamp = _mtime(path / LIBRARY)
+        stamp = RunDir(path).library_stamp()
         with self._lock:
             found = self._indexes.get(name)
             gate = self._loading.setdefault(f"{name}\0index", threading.Lock())
-        if found is not None and found[0] == stamp:
-            return found[1]
-        with gate:
-            with self._lock:
-                found = self._indexes.get(name)
-            if found is None or found[0] != stamp:
-                from charpoet.attribution import index_for_run
-
-                found = (stamp, index_for_run(path))
+        if found is None or found[0] != stamp:
+            with gate:
                 with self._lock:
-                    self._indexes[name] = found
-            return found[1]
+                    found = self._indexes.get(name)
+                if found is None or found[0] != stamp:
+                    from charpoet.attribution import IndexTooLargeError, index_for_run
+
+                    try:
+                        found = (stamp, index_for_run(path))
+                    except IndexTooLargeError as exc:  # not worked out again for every request
+                        found = (stamp, str(exc))
+                    with self._lock:
+                        self._indexes[name] = found
+        if isinstance(found[1], str):
+            from charpoet.attribution import IndexTooLargeError
+
+            raise IndexTooLargeError(found[1])
+        return found[1]
 
     def metrics(self, name: str, most: int = MAX_TRAIN_RECORDS) -> list[dict[str, Any]]:
         """The run's metrics history (``metrics.jsonl``), oldest first; torn lines skipped. Of the
@@ -221,14 +231,20 @@ class Runs:
         """The run's latest ``limit`` training samples, oldest first, each with its attribution."""
         path = self.path(name)
         records = _read_jsonl(path / SAMPLES_LOG)[-limit:] if limit else []
+        from charpoet.attribution import IndexTooLargeError
+
         out = []
-        index = self.index(name) if records else None
+        try:
+            index = self.index(name) if records else None
+        except IndexTooLargeError:  # the samples are shown without highlighting
+            index = None
         for r in records:
             text = r.get("text")
-            if not isinstance(text, str) or index is None:
+            if not isinstance(text, str):
                 continue
+            att = attribution_json(index.attribute(text, min_quote)) if index is not None else unattributed_json(text)
             out.append({"step": r.get("step"), "temperature": r.get("temperature"), "time": r.get("time"),
-                        "attribution": attribution_json(index.attribute(text, min_quote))})
+                        "attribution": att})
         return out
 
     def training(self, name: str, within: float = 120.0) -> bool:
@@ -249,6 +265,11 @@ def attribution_json(att: Attribution, prefix: str = "") -> dict[str, Any]:
     d["legend"] = entries
     d["prefix"] = prefix
     return d
+
+
+def unattributed_json(text: str, prefix: str = "") -> dict[str, Any]:
+    """A text shown without highlighting, in ``attribution_json``'s shape (no metrics: none known)."""
+    return {"text": text, "prefix": prefix, "spans": [], "legend": []}
 
 
 def _mtime(path: Path) -> float:
