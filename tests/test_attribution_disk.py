@@ -283,3 +283,23 @@ def test_the_server_above_the_limit(run, small_limit):
     finally:
         service.close()
     assert not (run / INDEX_FILE).exists()
+
+
+def test_the_training_monitor_above_the_limit_shows_samples_without_highlighting(tmp_path, small_limit):
+    from test_monitor import TEMPS, sample_event
+
+    from charpoet.errors import CharpoetWarning
+    from charpoet.monitor import TrainingMonitor
+
+    received = []
+    with TrainingMonitor(tmp_path, tensorboard=False, on_samples=lambda s, x: received.append(x)) as monitor:
+        with pytest.warns(CharpoetWarning, match="not highlighted.*--force-index") as caught:
+            monitor(sample_event(40))
+            monitor(sample_event(80))
+    assert len([w for w in caught if issubclass(w.category, CharpoetWarning)]) == 1  # once, not per sample event
+    assert monitor.enabled["samples"]
+    assert [[len(att.text) for _, att in batch] for batch in received] == [[60] * len(TEMPS)] * 2
+    assert all(att.spans == () for batch in received for _, att in batch)
+    lines = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 2 * len(TEMPS) and all(r["copy_rate"] is None and r["longest"] is None for r in lines)
+    assert "<mark" not in (tmp_path / "samples" / "step-0000080.html").read_text(encoding="utf-8")

@@ -49,6 +49,7 @@ import bisect
 import contextlib
 import json
 import math
+import mmap
 import os
 import tempfile
 from collections.abc import Iterable
@@ -104,6 +105,7 @@ def check_min_quote(min_len: int) -> int:
         raise ConfigError(f"--min-quote must be >= 1, got {min_len}")
     return min_len
 
+
 class CorpusIndex:
     """Suffix-array index of a library's sources for verbatim-span lookup."""
 
@@ -127,8 +129,6 @@ class CorpusIndex:
     @property
     def mapped(self) -> bool:
         """True when the arrays are mapped from a file (``load``) rather than held in memory."""
-        import mmap
-
         return isinstance(self.sa.base, mmap.mmap)
 
     # --- building, saving, loading ----------------------------------------------------------
@@ -193,9 +193,8 @@ class CorpusIndex:
     @classmethod
     def load(cls, path: str | Path, fingerprint: str | None = None) -> CorpusIndex:
         """Map an index file; ``CheckpointError`` if it is unreadable, of another format or, given
-        ``fingerprint``, built from other sources. The file may be replaced (not rewritten in place)."""
-        import mmap
-
+        ``fingerprint``, built from other sources. The file may be replaced while mapped, never
+        rewritten in place (reading a page cut off by truncation is a SIGBUS); charpoet only replaces it."""
         try:
             with open(path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
@@ -214,10 +213,10 @@ class CorpusIndex:
                 entry = header[name]
                 begin, end = (int(x) for x in entry["data_offsets"])
                 dtype = np.dtype(_DTYPES[entry["dtype"]]) if entry["dtype"] in dtypes else None
-                if dtype is None or not 0 <= begin <= end <= size - 8 - head_len or entry["shape"] != [(end - begin) // dtype.itemsize]:
+                count, rest = divmod(end - begin, dtype.itemsize if dtype is not None else 1)
+                if dtype is None or rest or not 0 <= begin <= end <= size - 8 - head_len or entry["shape"] != [count]:
                     raise ValueError(f"bad entry for {name}")
-                arrays[name] = np.ndarray(((end - begin) // dtype.itemsize,), dtype=dtype, buffer=mapped,
-                                          offset=8 + head_len + begin)
+                arrays[name] = np.ndarray((count,), dtype=dtype, buffer=mapped, offset=8 + head_len + begin)
             sources = tuple(SourceInfo(name, title) for name, title in json.loads(meta["sources"]))
             n = len(arrays["sa"])
             if len(arrays["keys"]) != n or len(arrays["corpus"]) != n + CAP or len(arrays["starts"]) != len(sources) + 1:

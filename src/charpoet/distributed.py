@@ -127,13 +127,24 @@ def join(device: torch.device) -> Group:
     if not dist.is_initialized():
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
         try:
-            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+            dist.init_process_group(backend, store=_store(rank, world, timeout), rank=rank, world_size=world,
+                                    timeout=datetime.timedelta(seconds=timeout))
         except (RuntimeError, ValueError, OSError, dist.DistError) as exc:  # DistStoreError, DistNetworkError
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise CharpoetError(f"rank {rank} of {world} cannot join the others at {where} within {timeout:g} s "
-                              f"({first[:200]}); check torchrun's --rdzv-endpoint/--master-addr and that every "
-                              f"node was started") from None
+            others = f"{world - 1} other rank" + ("s" if world > 2 else "")
+            raise CharpoetError(f"cannot join the {others} at {where} within {timeout:g} s ({first[:200]}); "
+                                "check torchrun's --rdzv-endpoint/--master-addr and that every node was started") from None
     return Group(rank, world, local, device)
+
+
+def _store(rank: int, world: int, timeout: float) -> dist.Store:
+    """torchrun's key-value store, with keys of their own for each restart of the workers: after
+    ``--max-restarts`` brings a group back, the new ranks must not read the addresses the old
+    (killed) ones left there."""
+    store, _, _ = next(dist.rendezvous("env://", rank=rank, world_size=world,
+                                       timeout=datetime.timedelta(seconds=timeout)))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"charpoet/attempt-{attempt}/", store)
 
 
 def _timeout() -> float:
@@ -163,8 +174,7 @@ class DistributedStep:
 
         self.model, self.group, self.loss_fn = model, group, loss_fn
         device = group.device or torch.device("cpu")
-        self.ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                           broadcast_buffers=False)
+        self.ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.generator = torch.Generator(device=device)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, state: tuple[torch.Tensor, ...] | None,

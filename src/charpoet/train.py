@@ -290,7 +290,9 @@ def train(
                                lambda event: None, new_run=False, group=group)
             session.restore()
         session.start_group()
-        return session.run(stop_after_steps, log_every)
+        result = session.run(stop_after_steps, log_every)
+        group.barrier()  # every rank is done with the collectives before any leaves the group
+        return result
     except RunWriteError as exc:  # never train on without snapshots: stop, and say what is safe
         saved = run.snapshot_step()
         kept = f"the last good snapshot (step {saved}) is intact" if saved is not None else "no snapshot was written yet"
@@ -298,7 +300,10 @@ def train(
         step = session.step if session is not None else 0
         raise RunWriteError(f"{exc}; training stopped at step {step} and {kept} in {run.path}: "
                             f"{fix} and run the same command again to continue", exc.errno) from None
-    except torch.distributed.DistError as exc:  # another rank is gone (killed, or its machine)
+    except RuntimeError as exc:  # with several processes: another rank is gone (killed, or its machine)
+        if not group.distributed or not isinstance(exc, torch.distributed.DistError) and not any(
+                word in str(exc) for word in ("gloo", "NCCL", "nccl", "Connection")):
+            raise
         saved = run.snapshot_step()
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(f"rank {group.rank} lost contact with the other ranks ({first}); the last snapshot "

@@ -115,4 +115,7 @@ from charpoet.cli import train as _train  # noqa: E402,F401
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    # PyTorch's C++ core logs a failed connection with a native stack trace before Python sees the
+    # error; the command reports it in one line instead (set TORCH_CPP_LOG_LEVEL to see them).
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
     app(args=argv)
