@@ -7,7 +7,6 @@ every run it was pointed at byte-identical. Each API case must raise a ``Charpoe
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import math
 import shutil
@@ -67,9 +66,9 @@ def _damage(run: Path, root: Path) -> dict[str, Path]:
     copy("vocab-truncated", lambda p: (p / "vocab.json").write_bytes((p / "vocab.json").read_bytes()[:25]))
     copy("vocab-mismatch", lambda p: (p / "vocab.json").write_text(
         (p / "vocab.json").read_text().replace('"a"', '"a", "\\u00e9"', 1)))
-    copy("library-garbage", lambda p: (p / "library.json.gz").write_bytes(b"not gzip at all"))
-    copy("library-truncated", lambda p: (p / "library.json.gz").write_bytes((p / "library.json.gz").read_bytes()[:60]))
-    copy("library-not-json", lambda p: (p / "library.json.gz").write_bytes(gzip.compress(b"{oops")))
+    copy("library-garbage", lambda p: (p / "library.json").write_bytes(b"\x89not json at all"))
+    copy("library-truncated", lambda p: (p / "library.bin").write_bytes((p / "library.bin").read_bytes()[:60]))
+    copy("library-not-json", lambda p: (p / "library.json").write_bytes(b"{oops"))
     copy("metrics-garbage", lambda p: (p / "metrics.json").write_text("{{{"))
     copy("metrics-not-evaluations", lambda p: (p / "metrics.json").write_text("[1, 2]"))
     copy("weights-truncated", lambda p: [(p / f).write_bytes((p / f).read_bytes()[:100])
@@ -184,8 +183,8 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("train-restore-config-wrong-type", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["config-wrong-type"]], "rnn_size"),
     ("train-restore-config-infinite", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["config-infinite"]], "rnn_size"),
     ("train-restore-vocab-garbage", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["vocab-garbage"]], "vocab.json"),
-    ("train-restore-library-truncated", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-truncated"]], "library.json.gz"),
-    ("train-restore-library-not-json", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-not-json"]], "library.json.gz"),
+    ("train-restore-library-truncated", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-truncated"]], "library.bin"),
+    ("train-restore-library-not-json", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-not-json"]], "library.json"),
     ("train-restore-metrics-garbage", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["metrics-garbage"]], "metrics.json"),
     ("train-restore-metrics-not-evaluations", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["metrics-not-evaluations"]], "metrics.json"),
     ("train-seed-too-large", lambda w: ["train", "--text-path", w.files["good"], "--seed", str(10**23), "--checkpoint-path", w.root / "new"], "--seed"),
@@ -230,7 +229,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("generate-weights-truncated", lambda w: ["generate", "--checkpoint-path", w.broken["weights-truncated"]], "best.safetensors"),
     ("generate-weights-garbage", lambda w: ["generate", "--checkpoint-path", w.broken["weights-garbage"], "--weights", "last"], "last.safetensors"),
     ("generate-weights-missing", lambda w: ["generate", "--checkpoint-path", w.broken["weights-missing"]], "missing"),
-    ("generate-library-garbage", lambda w: ["generate", "--checkpoint-path", w.broken["library-garbage"], "--length", "5"], "library.json.gz"),
+    ("generate-library-garbage", lambda w: ["generate", "--checkpoint-path", w.broken["library-garbage"], "--length", "5"], "library.json"),
     # --- chat
     ("chat-nan-temperature", lambda w: ["chat", "--checkpoint-path", w.run, "--temperature", "nan"], "--temperature"),
     ("chat-zero-max-length", lambda w: ["chat", "--checkpoint-path", w.run, "--max-length", "0"], "--max-length"),
@@ -249,7 +248,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("attribute-zero-min-quote", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.run, "--min-quote", "0"], "--min-quote"),
     ("attribute-empty-sources", lambda w: ["attribute", w.files["good"], "--text-path", w.files["empty"]], "empty"),
     ("attribute-unknown-url-protocol", lambda w: ["attribute", w.files["good"], "--text-path", "nosuch://x"], "unknown protocol"),
-    ("attribute-library-truncated", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.broken["library-truncated"]], "library.json.gz"),
+    ("attribute-library-truncated", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.broken["library-truncated"]], "library.bin"),
     ("attribute-not-a-run", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.files["emptydir"]], "not a charpoet run"),
     # --- runs
     ("runs-missing-directory", lambda w: ["runs", w.root / "nowhere"], "does not exist"),

@@ -63,13 +63,13 @@ from charpoet.attribution_types import NOVELTY_MAX_LEN, Attribution, SourceInfo,
 from charpoet.corpus import Library
 from charpoet.errors import CheckpointError, ConfigError
 from charpoet.resources import format_bytes
+from charpoet.runfiles import ATTRIBUTION_INDEX
 
 SEP = 0xFF
 CAP = 256  # bytes compared by the vectorised search; longer matches are measured by lifting
 _BLOCK = 4096  # bytes between character-count checkpoints
 _FORMAT = "charpoet.attribution-index/2"  # 2: every array stored (keys too) and memory-mapped by load
-INDEX_FILE = "attribution.index.safetensors"  # cached in a run directory; not needed to generate text
-LIBRARY_FILE = "library.json.gz"  # a run's sources before the manifest form (still read by export.py)
+INDEX_FILE = ATTRIBUTION_INDEX  # cached in a run directory; not needed to generate text
 # Above this much UTF-8 text (256 MiB) the index is only built when forced: building needs
 # about 13 bytes of memory per byte (3.3 GiB here) and its file takes as much disk.
 MAX_INDEX_BYTES = 256 << 20

@@ -156,9 +156,9 @@ def tokenize_library(library: Library, tokenizer: Tokenizer, valid_fraction: flo
            "valid_fraction": valid_fraction}
     found = _load_tokens(directory, key)
     if found is not None:
-        log.info("reusing the token files in %s", directory)
+        log.debug("reusing the token files in %s", directory)
         return found
-    log.info("tokenizing library %s into %s", library.name, directory)
+    log.debug("tokenizing library %s into %s", library.name, directory)
     directory.mkdir(parents=True, exist_ok=True)
     dtype = ids_dtype(tokenizer.vocab_size)
     offsets_dtype = _offsets_dtype(library, valid_fraction) if tokenizer.kind != "char" else None

@@ -226,19 +226,19 @@ def export_web(run_dir: str | Path, directory: str | Path, weights: str = "best"
 
 def _site_attribution(run: Path, wanted: bool | None, min_quote: int) -> dict[str, bytes] | None:
     """The site's attribution files (``charpoet.site_index``), or None for a site without them."""
-    from charpoet.attribution import LIBRARY_FILE, check_min_quote
-    from charpoet.corpus import load_library_file
+    from charpoet.attribution import check_min_quote
+    from charpoet.checkpoint import RunDir
     from charpoet.site_index import MAX_SITE_LIBRARY_BYTES, build_site_index, library_bytes
 
     check_min_quote(min_quote)
     if wanted is False:
         return None
-    if not (run / LIBRARY_FILE).is_file():
+    if not RunDir(run).has_library():
         if wanted:
-            raise CheckpointError(f"{run} has no {LIBRARY_FILE}: there are no sources to highlight; "
+            raise CheckpointError(f"{run} holds no sources (library.json): there is nothing to highlight; "
                                   "give --no-attribution")
         return None
-    library = load_library_file(run / LIBRARY_FILE)
+    library = RunDir(run).read_library()
     size = library_bytes(library)
     if wanted is None and size > MAX_SITE_LIBRARY_BYTES:
         raise ConfigError(f"the run's sources are {size / 1e6:.1f} MB, more than the {MAX_SITE_LIBRARY_BYTES >> 20} MB "

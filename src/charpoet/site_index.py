@@ -33,7 +33,7 @@ MAX_SITE_LIBRARY_BYTES = 20 << 20  # larger libraries need an explicit flag to b
 
 def library_bytes(library: Library) -> int:
     """UTF-8 size of the library's texts (what ``MAX_SITE_LIBRARY_BYTES`` limits)."""
-    return sum(len(s.text.encode("utf-8")) for s in library.sources)
+    return sum(len(chunk.encode("utf-8")) for s in library.sources for chunk in s.chunks())  # streamed
 
 
 def _sources_json(library: Library, starts: list[int]) -> bytes:

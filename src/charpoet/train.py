@@ -17,9 +17,11 @@ budget and the measured speed first (``charpoet.sizing``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
+import shutil
 import signal
 import threading
 import time
@@ -34,7 +36,8 @@ import torch
 
 from charpoet.cadence import Cadence
 from charpoet.checkpoint import (
-    BEST, LAST, TOKENS_DIR, RunDir, RunWriteError, TrainingState, check_compatible, load_training_state, save_training_state,
+    BEST, LAST, LIBRARY_MANIFEST, LIBRARY_TEXTS, TOKENS_DIR, VOCAB, RunDir, RunWriteError, TrainingState,
+    check_compatible, load_training_state, save_training_state,
 )
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig
 from charpoet.corpus import Library, load_data_library
@@ -274,6 +277,7 @@ def train(
         restore = run.exists()
     group = join(resolve_device(config.train.device))  # a group of one outside torchrun
     session: _Session | None = None
+    created = not run.path.exists()
     try:
         if group.distributed:
             split_rows(config.data.batch_size, group.world, group.rank)  # every rank says no at once
@@ -311,7 +315,22 @@ def train(
     finally:
         if session is not None:
             session.stepper.close()  # the thread pool, and the process's intra-op thread count
+        if not restore and group.main and not run.exists():  # a new run that failed before it began
+            _discard(run, created)
         group.close()
+
+
+def _discard(run: RunDir, created: bool) -> None:
+    """Remove what a new run wrote before it failed (its library and tokens), and its directory if new."""
+    if not run.path.is_dir():
+        return
+    for name in (LIBRARY_MANIFEST, LIBRARY_TEXTS, VOCAB):
+        (run.path / name).unlink(missing_ok=True)
+    shutil.rmtree(run.path / TOKENS_DIR, ignore_errors=True)
+    run.remove_stale_temp_files()
+    if created:
+        with contextlib.suppress(OSError):
+            run.path.rmdir()  # only if empty: nothing else of the user's is touched
 
 
 def _open_run(session: _Session, run: RunDir, restore: bool, library: Library, tokenizer: Tokenizer) -> None:
