@@ -205,11 +205,12 @@ def test_stale_index_cache_is_rebuilt(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     from charpoet.attribution import INDEX_FILE, index_for_run
-    from charpoet.corpus import Library, Source, load_library_file, save_library
+    from charpoet.checkpoint import RunDir
+    from charpoet.corpus import Library, Source
 
     index_for_run(copy)
-    library = load_library_file(copy / "library.json.gz")
-    save_library(Library(library.name, (Source("new", "New", "brand new words here"),)), copy / "library.json.gz")
+    library = RunDir(copy).read_library()
+    RunDir(copy).write_library(Library(library.name, (Source("new", "New", "brand new words here"),)))
     index = index_for_run(copy)
     assert [s.name for s in index.sources] == ["new"]
     (copy / INDEX_FILE).write_bytes(b"junk")

@@ -164,10 +164,10 @@ def test_a_broken_run_is_listed_with_what_is_known(runs_dir: Path) -> None:
 def test_corrupt_files_become_errors_not_exceptions(tmp_path: Path) -> None:
     run = make_run(tmp_path / "r", config(), [1.0], step=20)
     (run.path / LAST).write_bytes(b"\xff" * 7)
-    (run.path / "library.json.gz").write_bytes(b"not gzip at all")
+    (run.path / "library.json").write_bytes(b"\xff not json at all")
     (r,) = list_runs(tmp_path)
     assert (r.steps, r.best_val_loss, r.corpus) == (10, 1.0, "shakespeare")  # steps from metrics, corpus from config
-    assert "last.safetensors is corrupt" in r.error and "library.json.gz is corrupt" in r.error
+    assert "last.safetensors is corrupt" in r.error and "library.json is corrupt" in r.error
     (run.path / "metrics.json").write_text("[1, ", encoding="utf-8")
     (run.path / "config.json").write_text('{"model": {"cell": "gru", "future_option": 1}}', encoding="utf-8")
     (r,) = list_runs(tmp_path)
@@ -186,11 +186,13 @@ def test_metrics_jsonl_eval_lines_are_preferred(tmp_path: Path) -> None:
 
 def test_the_library_name_is_read_from_the_start_of_the_file(tmp_path: Path) -> None:
     run = make_run(tmp_path / "r", config(), None, step=None, corpus="big")
-    path = run.path / "library.json.gz"
-    with gzip.open(path, "rb") as f:
-        head = f.read(200)
-    path.write_bytes(gzip.compress(head))  # cut short: the texts are gone, the name is not
+    path = run.path / "library.json"
+    path.write_bytes(path.read_bytes()[:80])  # cut short: the sources are gone, the name is not
     assert list_runs(tmp_path)[0].corpus == "big"
+    legacy = run.path / "library.json.gz"  # older runs keep their library in one gzip JSON
+    path.unlink()
+    legacy.write_bytes(gzip.compress(b'{"format": "charpoet.library", "version": 1, "name": "older", "sources": [{"te'))
+    assert list_runs(tmp_path)[0].corpus == "older"
 
 
 def test_the_directory_itself_may_be_a_run(runs_dir: Path) -> None:

@@ -25,7 +25,8 @@ from typing import Any
 
 from charpoet.corpus.cache import atomic_write_bytes, remove_temp_files
 from charpoet.corpus.library import Library, Source
-from charpoet.errors import CorpusError
+from charpoet.errors import CheckpointError, CorpusError
+from charpoet.integrity import seal_json, unseal_json
 
 FORMAT, VERSION = "charpoet.library", 2
 SEP = b"\xff"
@@ -65,7 +66,8 @@ def write_library_store(library: Library, manifest: str | Path, texts: str | Pat
     stored = _stored_library(library.name, entries, texts)
     document = {"format": FORMAT, "version": VERSION, "name": library.name, "fingerprint": stored.fingerprint(),
                 "texts": texts.name, "num_bytes": offset, "sources": entries}
-    atomic_write_bytes(manifest, (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+    data = json.dumps(seal_json(document), ensure_ascii=False, indent=1) + "\n"  # with a checksum
+    atomic_write_bytes(manifest, data.encode("utf-8"))
     return stored
 
 
@@ -80,6 +82,7 @@ def read_library_store(manifest: str | Path) -> Library:
         raise CorpusError(f"{manifest}: corrupt library file ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("version") != VERSION:
         raise CorpusError(f"{manifest}: not a charpoet library (version {VERSION})")
+    document = unseal_json(document, manifest)
     try:
         texts = manifest.parent / document["texts"]
         entries = document["sources"]
@@ -139,9 +142,9 @@ class _Reader:
                     digest.update(data)
                     yield decoder.decode(data)
         except OSError as exc:
-            raise CorpusError(f"{self.texts}: cannot read the library's texts ({exc.strerror or exc})") from None
+            raise CheckpointError(f"{self.texts}: cannot read the library's texts ({exc.strerror or exc})") from None
         except UnicodeDecodeError:
-            raise CorpusError(f"{self.texts}: corrupt library texts (source {self.name!r} is not UTF-8)") from None
+            raise CheckpointError(f"{self.texts} is corrupt: source {self.name!r} is not UTF-8") from None
         if left or digest.hexdigest() != self.sha256:
-            raise CorpusError(f"{self.texts}: corrupt library texts (source {self.name!r} does not match its digest)")
+            raise CheckpointError(f"{self.texts} is corrupt: source {self.name!r} does not match its digest")
         yield decoder.decode(b"", final=True)
