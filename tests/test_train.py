@@ -225,3 +225,17 @@ def test_restore_refuses_other_texts(tiny_corpus, tiny_config, tmp_path):
     other.write_text("something else entirely\n" * 50)
     with pytest.raises(CheckpointError, match="other texts"):
         train(RunDir(run).read_config(), run, restore=True, library=library_from_paths([str(other)]))
+
+
+def test_compile_trains_as_the_plain_model(tiny_corpus, tiny_config, tmp_path):
+    """--compile runs the training forward through torch.compile; the checkpoint is the plain module's."""
+    weights = []
+    for compiled in (False, True):
+        config = tiny_config(tiny_corpus, num_epochs=1.0, precision="fp32")
+        config.model.drop_rate = 0.0
+        config.train.compile = compiled
+        train(config, tmp_path / f"run-{compiled}", stop_after_steps=3)
+        weights.append(RunDir(tmp_path / f"run-{compiled}").load_weights("last")[0])
+    plain, compiled = weights
+    assert plain.keys() == compiled.keys()  # no "_orig_mod." prefix
+    assert all(torch.allclose(plain[k], compiled[k], atol=1e-5) for k in plain)

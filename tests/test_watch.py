@@ -128,6 +128,33 @@ def test_nan_rolls_back_to_the_snapshot_with_a_lower_learning_rate(tiny_corpus, 
     assert train_steps == sorted(set(train_steps))  # the rolled-back steps 11 were replaced, not duplicated
 
 
+def test_the_guard_on_the_device_skips_a_bad_step_and_rolls_back_before_the_state_is_read(
+        tiny_corpus, tiny_config, tmp_path, monkeypatch) -> None:
+    """The GPU path, on the CPU: no sync per step; fused AdamW skips the non-finite step by itself
+    (found_inf) and the host looks every 4 steps, or earlier when a snapshot is due."""
+    monkeypatch.setattr(train_module, "guard_interval", lambda device, fused: 4)
+    _nan_at({13}, monkeypatch)
+    looked, real_look = [], train_module._Session.guard_tripped
+
+    def look(session):
+        # the weights are still finite when the host looks: the bad step's update was skipped on the device
+        looked.append((session.step, all(bool(torch.isfinite(p).all()) for p in session.model.parameters())))
+        return real_look(session)
+
+    monkeypatch.setattr(train_module._Session, "guard_tripped", look)
+    events = []
+    config = tiny_config(tiny_corpus, num_epochs=1.0, stats_every="100steps", snapshot_every="5steps",
+                         schedule="constant", warmup_steps=0)
+    result = train(config, tmp_path / "run", on_event=events.append, log_every=100)
+    (rollback,) = [e for e in events if e.kind == "rollback"]
+    # step 13 failed; the snapshot due at step 15 made the host look before writing it
+    assert rollback.info["failed_at"] == 13 and rollback.info["to_step"] == 10
+    assert looked[:6] == [(4, True), (5, True), (8, True), (10, True), (12, True), (15, True)]
+    assert result.stop_reason == "epochs"
+    weights, _ = RunDir(tmp_path / "run").load_weights("last")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
 def test_an_infinite_gradient_never_reaches_the_weights(tiny_corpus, tiny_config, tmp_path, monkeypatch) -> None:
     real, count = train_module.grad_norm, [0]
 

@@ -110,6 +110,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 (autocast for training steps)
+    compile: bool = False  # torch.compile the training forward pass (worth it on GPUs; slow to start)
 
     def validate(self) -> None:
         for flag, value in (("learning-rate", self.learning_rate), ("min-lr-ratio", self.min_lr_ratio),

@@ -169,12 +169,14 @@ class DistributedStep:
 
     shards = 1
 
-    def __init__(self, model: torch.nn.Module, group: Group, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    def __init__(self, model: torch.nn.Module, group: Group, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 compile: bool = False):
         from torch.nn.parallel import DistributedDataParallel
 
         self.model, self.group, self.loss_fn = model, group, loss_fn
         device = group.device or torch.device("cpu")
         self.ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.forward = torch.compile(self.ddp) if compile else self.ddp
         self.generator = torch.Generator(device=device)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, state: tuple[torch.Tensor, ...] | None,
@@ -184,7 +186,7 @@ class DistributedStep:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
         self.generator.manual_seed(seed + self.group.rank)
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
-            logits, state = self.ddp(x, state, generator=self.generator)  # (b, T, V)
+            logits, state = self.forward(x, state, generator=self.generator)  # (b, T, V)
         loss = self.loss_fn(logits.float(), y)  # this rank's mean; DDP averages the gradients over ranks
         loss.backward()
         return loss.detach(), tuple(s.detach().float() for s in state)

@@ -61,8 +61,10 @@ class ShardedStep:
     """
 
     def __init__(self, model: RNNLM, batch_size: int, device: torch.device, cores: int | None = None,
-                 loss_fn: Callable[[Tensor, Tensor], Tensor] = sequence_loss):
+                 loss_fn: Callable[[Tensor, Tensor], Tensor] = sequence_loss,
+                 forward: Callable[..., tuple[Tensor, State]] | None = None):
         self.model, self.loss_fn = model, loss_fn  # loss_fn: mean loss of (b, T, V) logits and (b, T) targets
+        self.forward = forward if forward is not None else model  # the model, or torch.compile of it
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.cpu = device.type == "cpu"
         self.saved_threads = torch.get_num_threads()
@@ -117,7 +119,7 @@ class ShardedStep:
             generator = self.generators[k]
             generator.manual_seed(seed + k)
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
-            logits, state = self.model(x, state, generator=generator)  # (b, T, V)
+            logits, state = self.forward(x, state, generator=generator)  # (b, T, V)
         loss = self.loss_fn(logits.float(), y) * (y.numel() * scale)  # this shard's share of the batch mean
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]

@@ -110,15 +110,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX), else fp32.
+    """auto: bf16 autocast on a GPU that supports it or a CPU with native bf16 (AVX512-BF16/AMX), else fp32.
 
-    On such CPUs oneDNN's bf16 LSTM kernels train about 1.3x faster; weights, optimizer
-    state and the loss stay fp32. Evaluation and generation always run in fp32.
+    On such CPUs oneDNN's bf16 LSTM kernels train about 1.3x faster (cuDNN's on GPUs more); weights,
+    optimizer state and the loss stay fp32. Evaluation and generation always run in fp32.
     """
     if name == "fp32":
         return torch.float32
     if name == "bf16":
         return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if device.type == "cpu" and torch.backends.mkldnn.is_available():
         try:
             if torch.ops.mkldnn._is_mkldnn_bf16_supported():
@@ -298,11 +300,12 @@ def train(
         group.barrier()  # every rank is done with the collectives before any leaves the group
         return result
     except RunWriteError as exc:  # never train on without snapshots: stop, and say what is safe
+        if session is None:
+            raise  # before any work (an unwritable run): the message says all
         saved = run.snapshot_step()
         kept = f"the last good snapshot (step {saved}) is intact" if saved is not None else "no snapshot was written yet"
         fix = "free some space" if exc.disk_full else "fix that"
-        step = session.step if session is not None else 0
-        raise RunWriteError(f"{exc}; training stopped at step {step} and {kept} in {run.path}: "
+        raise RunWriteError(f"{exc}; training stopped at step {session.step} and {kept} in {run.path}: "
                             f"{fix} and run the same command again to continue", exc.errno) from None
     except RuntimeError as exc:  # with several processes: another rank is gone (killed, or its machine)
         if not group.distributed or not isinstance(exc, torch.distributed.DistError) and not any(
@@ -410,11 +413,21 @@ class _Session:
         self.fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.learning_rate,
                                            weight_decay=self.tc.weight_decay, fused=self.fused or None)
-        # one process: the batch in shards over the cores; several (torchrun): DDP, set up by start_group
-        self.stepper: ShardedStep | DistributedStep = ShardedStep(self.model, self.batches.local_rows, self.device,
-                                                                  loss_fn=sequence_loss)
+        # --compile: the training forward pass through torch.compile (the checkpoints keep the plain module)
+        self.forward = torch.compile(self.model) if self.tc.compile else None
+        # one process: the batch in shards over the cores (one shard when compiled); several (torchrun):
+        # DDP, set up by start_group
+        self.stepper: ShardedStep | DistributedStep = ShardedStep(
+            self.model, self.batches.local_rows, self.device, cores=1 if self.tc.compile else None,
+            loss_fn=sequence_loss, forward=self.forward)
+        # The non-finite guard: on the CPU each step's loss and gradient norm are checked at once (a
+        # sync costs nothing there); on a GPU with fused AdamW the check stays on the device, the
+        # optimizer skips a bad step itself (found_inf) and the host looks every few steps.
+        self.guard_every = guard_interval(self.device, self.fused)
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)  # first non-finite step
         self.synced_stop = False  # a stop requested on any rank (several processes)
         self.step_seconds = 0.0  # rank 0's duration of the last step (several processes)
+        self.failed_at: int | None = None  # the non-finite step the guard found, when it looks later
         self.budget = self.tc.max_minutes * 60.0
         # Counters: optimizer steps, completed epochs, batch index within the epoch, training seconds.
         self.step, self.epoch, self.cursor, self.elapsed = 0, 0, 0, 0.0
@@ -438,7 +451,7 @@ class _Session:
         """With several processes: wrap the model in DDP (every rank at once: it is a collective)."""
         if self.group.distributed:
             self.stepper.close()
-            self.stepper = DistributedStep(self.model, self.group, sequence_loss)
+            self.stepper = DistributedStep(self.model, self.group, sequence_loss, compile=self.tc.compile)
 
     def sync(self, loss: torch.Tensor, seconds: float, stop: bool) -> tuple[torch.Tensor, float]:
         """One all-reduce per step: the global mean loss, rank 0's step time, and whether any rank
@@ -494,6 +507,13 @@ class _Session:
                 if reason:
                     break
                 loss = self.train_step(clock, stop)
+                now = time.perf_counter()
+                if loss is not None:
+                    self.elapsed += self.step_seconds if self.group.distributed else now - clock
+                    if self.guard_every > 1 and self.guard_due(stop_after_steps, session_steps + 1, stop, log_every,
+                                                               {"stats": stats, "snapshot": snapshot, "sample": sample},
+                                                               last) and self.guard_tripped():
+                        loss = None
                 if loss is None:  # non-finite loss or gradient: nothing reached the weights
                     if not self.roll_back():
                         reason = "diverged"
@@ -506,8 +526,6 @@ class _Session:
                 loss_sum += loss
                 loss_count += 1
                 session_steps += 1
-                now = time.perf_counter()
-                self.elapsed += self.step_seconds if self.group.distributed else now - clock
                 clock = now
                 at_stats = stats.due(self.step, self.elapsed, *last["stats"])
                 if self.step % log_every == 0 or at_stats:
@@ -539,6 +557,16 @@ class _Session:
         log.info("stopped at step %d (%s)", self.step, reason)
         return TrainResult(self.run_dir.path, self.step, self.epoch_float, _lowest(self.best, self.best_saved), self.history,
                            reason == "interrupted", reason)
+
+    def guard_due(self, stop_after_steps: int | None, session_steps: int, stop: threading.Event, log_every: int,
+                  cadences: dict[str, Cadence], last: dict[str, tuple[int, float]]) -> bool:
+        """With the guard on the device: whether the host looks now. Every ``guard_every`` steps, and
+        before anything reads the model or its state (a log line, an evaluation, snapshot, sample, the end)."""
+        if self.step % self.guard_every == 0 or self.step % log_every == 0:
+            return True
+        if any(cadence.due(self.step, self.elapsed, *last[name]) for name, cadence in cadences.items()):
+            return True
+        return bool(self.stop_reason(stop_after_steps, session_steps, stop))
 
     def stop_reason(self, stop_after_steps: int | None, session_steps: int, stop: threading.Event) -> str:
         if self.epoch_float >= self.tc.num_epochs:
@@ -579,7 +607,11 @@ class _Session:
         norm = grad_norm(self.model.parameters(), self.tc.clip_norm)  # the same on every rank (averaged gradients)
         if self.group.distributed:
             loss, self.step_seconds = self.sync(loss, time.perf_counter() - (clock or 0.0), bool(stop and stop.is_set()))
-        if not bool(torch.isfinite(loss) & torch.isfinite(norm)):  # one sync per step
+        finite = torch.isfinite(loss) & torch.isfinite(norm)
+        if self.guard_every > 1:  # no sync: a bad step changes nothing, and the host hears of it later
+            self.optimizer.found_inf = (~finite).float()  # fused AdamW skips the update on the device
+            self.first_bad = torch.where(finite | (self.first_bad >= 0), self.first_bad, self.step)
+        elif not bool(finite):  # one sync per step
             self.optimizer.zero_grad(set_to_none=True)
             self.bad_value = f"loss {loss.item()}, gradient norm {norm.item()}"
             return None
@@ -593,15 +625,26 @@ class _Session:
             self.epoch, self.cursor, self.state = self.epoch + 1, 0, None
         return loss
 
+    def guard_tripped(self) -> bool:
+        """With the guard on the device: whether a step since the last look was not finite (one sync)."""
+        first = int(self.first_bad)
+        if first < 0:
+            return False
+        self.bad_value = f"loss or gradient norm (step {first + 1}, seen at step {self.step})"
+        self.failed_at = first + 1
+        return True
+
     def roll_back(self) -> bool:
         """Back to the last snapshot with a lower learning rate; False when out of rollbacks."""
-        failed_at, count = self.step + 1, self.rollbacks + 1
+        failed_at, count = self.failed_at or self.step + 1, self.rollbacks + 1
+        self.failed_at = None
         scale = self.lr_scale * self.tc.nan_lr_factor
         if count > self.tc.max_rollbacks:
             log.error("non-finite %s at step %d; giving up after %d rollbacks", self.bad_value,
                       failed_at, self.rollbacks)
             return False
         self.restore()
+        self.first_bad.fill_(-1)
         self.lr_scale, self.rollbacks = scale, count
         self.save_last()  # the lower learning rate survives a crash
         self.run_dir.cut_metrics_log(self.step)
@@ -747,6 +790,15 @@ class _Session:
         # best.safetensors may come from an evaluation after the snapshot (a killed process, or a
         # rolled-back path): keep it unless something better comes; early stopping counts from the snapshot
         self.best_saved = _lowest(self.best, self.run_dir.best_loss())
+
+
+GUARD_EVERY = 16  # steps between the host's looks at the non-finite guard on a GPU
+
+
+def guard_interval(device: torch.device, fused: bool) -> int:
+    """Steps between host checks of the non-finite guard: 1 on the CPU (and wherever AdamW is not
+    fused, so it cannot skip a bad step by itself), ``GUARD_EVERY`` on a GPU."""
+    return GUARD_EVERY if fused and device.type != "cpu" else 1
 
 
 def training_memory(config: RunConfig) -> int:

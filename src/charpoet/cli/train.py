@@ -33,7 +33,7 @@ def _opt(help: str, panel: str, *names: str) -> Any:
 
 @app.command()
 def train(
-    text_path: Annotated[list[str] | None, _opt("Text file, directory or glob (repeatable). Default: the built-in corpus.", DATA)] = None,
+    text_path: Annotated[list[str] | None, _opt("Text file, directory or glob, or an fsspec URL of one (s3://, gs://, memory://); repeatable. Default: the built-in corpus.", DATA)] = None,
     library: Annotated[str | None, _opt("Book library built with `charpoet corpus add`: a name or a directory.", DATA)] = None,
     corpus: Annotated[str | None, _opt("Built-in corpus when neither --text-path nor --library is given [default: shakespeare].", DATA)] = None,
     tokenizer: Annotated[str | None, _opt("char or word [default: char].", DATA)] = None,
@@ -67,7 +67,8 @@ def train(
     eval_every: Annotated[int | None, typer.Option(hidden=True)] = None,
     seed: Annotated[int | None, _opt("Random seed [default: 1234].", OPTIM)] = None,
     device: Annotated[str | None, _opt("auto, cpu, cuda or mps [default: auto].", OPTIM)] = None,
-    precision: Annotated[str | None, _opt("auto, fp32 or bf16 training steps; auto = bf16 on CPUs with native bf16 [default: auto].", OPTIM)] = None,
+    precision: Annotated[str | None, _opt("auto, fp32 or bf16 training steps; auto = bf16 on GPUs that support it and CPUs with native bf16 [default: auto].", OPTIM)] = None,
+    compile: Annotated[bool | None, _opt("torch.compile the training step: faster on GPUs, after a start-up of a minute or so [default: off].", OPTIM, "--compile/--no-compile")] = None,
     checkpoint_path: Annotated[str, _opt("Run directory or fsspec URL (s3://, gs://, memory://); %JOB% becomes a name made of the corpus and the architecture [default: runs/default].", OUTPUT)] = "runs/default",
     restore: Annotated[bool, _opt("Require an existing run to continue (the default continues one if it exists).", OUTPUT)] = False,
     fresh: Annotated[bool, _opt("Start over even if --checkpoint-path holds a run (the old run is moved aside).", OUTPUT)] = False,
