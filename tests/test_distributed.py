@@ -181,3 +181,38 @@ def test_a_resume_with_another_global_batch_is_refused(config, tmp_path):
     assert done.returncode != 0
     assert "trains a global batch of 16 streams; continue it with --batch-size 16" in done.stderr
     assert trainer_state(run)["step"] == 2  # nothing lost
+
+
+def test_two_machines_share_a_run_on_remote_storage(tiny_corpus, tmp_path, config):
+    """Two torchrun agents (two "machines", each with its own CHARPOET_HOME and so its own staging)
+    train one run at a file:// URL: rank 0 uploads the prepared run, the other machine downloads it."""
+    url = f"file://{tmp_path}/bucket/run"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["-m", "charpoet", "train", "--text-path", str(tiny_corpus), "--checkpoint-path", url,
+            "--rnn-size", "32", "--num-layers", "2", "--embedding-size", "16", "--drop-rate", "0",
+            "--batch-size", "16", "--seq-len", "32", "--num-epochs", "0.2", "--stats-every", "5steps",
+            "--snapshot-every", "5steps", "--warmup-steps", "3", "--precision", "fp32", "--device", "cpu",
+            "--no-tensorboard"]
+    agents = []
+    for node in (0, 1):
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={node}",
+                  "--nproc-per-node=1", "--master-addr=127.0.0.1", f"--master-port={port}", *args]
+        env = _env(CHARPOET_HOME=str(tmp_path / f"home{node}"))
+        agents.append(subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [agent.communicate(timeout=600) for agent in agents]
+    for agent, (_, err) in zip(agents, outputs):
+        assert agent.returncode == 0, err[-3000:]
+    remote = tmp_path / "bucket" / "run"
+    assert {"config.json", "library.json", "library.bin", "last.safetensors"} <= {p.name for p in remote.iterdir()}
+    assert not (remote / "tokens").exists()  # derived on each machine
+    staged = list((tmp_path / "home1" / "remote-runs").iterdir())
+    assert len(staged) == 1 and (staged[0] / "tokens" / "tokens.json").is_file()  # machine 1 made its own
+    steps = trainer_state(remote)["step"]
+    single = tmp_path / "single"
+    c = config
+    c.train.num_epochs = 0.2
+    train(c, single)
+    assert trainer_state(single)["step"] == steps
+    assert_same_weights(single, remote)

@@ -81,6 +81,11 @@ class Group:
     def distributed(self) -> bool:
         return self.world > 1
 
+    @property
+    def first_on_node(self) -> bool:
+        """The first rank on a machine other than rank 0's (which has the run from rank 0 itself)."""
+        return self.local_rank == 0 and self.rank != 0
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

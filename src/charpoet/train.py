@@ -263,6 +263,8 @@ def train(
     on_event: Callable[[TrainEvent], None] | None = None,
     stop_after_steps: int | None = None,
     log_every: int = 10,
+    on_prepared: Callable[[], None] | None = None,
+    on_node: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train (or continue) the run in ``run_dir``; returns when a stopping rule fires.
 
@@ -272,6 +274,10 @@ def train(
     ``stop_after_steps`` ends this session early without changing the schedule, as if
     interrupted; the run can then be continued. A file of the run that cannot be written (a
     full disk) stops training with ``RunWriteError``, whose message says which snapshot is intact.
+
+    Under torchrun (``charpoet.distributed``) rank 0 prepares the run and the others read it.
+    When ``run_dir`` is a local copy of remote storage, ``on_prepared`` (rank 0) uploads the
+    prepared run and ``on_node`` (the first rank of every other machine) downloads it.
     """
     config.validate()
     run = RunDir(run_dir)
@@ -288,9 +294,20 @@ def train(
             session = _Session(config, run, library, tokenizer, on_event or (lambda event: None),
                                new_run=not restore, group=group)
             _open_run(session, run, restore, library, tokenizer)
+            if on_prepared is not None and group.distributed:
+                on_prepared()
             group.barrier()  # the run is on disk: the other ranks may read it
+            group.barrier()  # ... and the other machines have fetched it
         else:
             group.barrier()  # rank 0 prepares the run (library, tokens, vocabulary, first snapshot)
+            if group.first_on_node and on_node is not None:
+                on_node()
+                prepare_tokens(run.path)  # this machine's token files, before its other ranks read them
+            group.barrier()
+            if not run.exists():
+                raise CheckpointError(f"rank {group.rank} cannot see the run rank 0 prepared in {run.path}: on "
+                                      "several machines, give a --checkpoint-path on a shared file system or an "
+                                      "fsspec URL (s3://, gs://...)")
             follower = _ReadOnlyRun(run.path)
             session = _Session(follower.read_config(), follower, follower.read_library(), follower.read_vocab(),
                                lambda event: None, new_run=False, group=group)
@@ -334,6 +351,13 @@ def _discard(run: RunDir, created: bool) -> None:
     if created:
         with contextlib.suppress(OSError):
             run.path.rmdir()  # only if empty: nothing else of the user's is touched
+
+
+def prepare_tokens(run_dir: str | Path) -> None:
+    """Make (or check) the token files of a stored run in ``RUN/tokens``."""
+    run = RunDir(run_dir)
+    config = run.read_config()
+    tokenize_library(run.read_library(), run.read_vocab(), config.data.valid_fraction, run.path / TOKENS_DIR)
 
 
 def _open_run(session: _Session, run: RunDir, restore: bool, library: Library, tokenizer: Tokenizer) -> None:

@@ -140,7 +140,8 @@ def train(
 
             if location.remote:
                 display.console.print(f"run {location.url} (staged in {location.local})")
-            result = train_run(config, run.path, restore=resume, library=texts, on_event=on_event)
+            result = train_run(config, run.path, restore=resume, library=texts, on_event=on_event,
+                               on_prepared=location.push if location.remote else None)
     except BaseException:
         if location.remote and run.exists():  # upload what there is, but report the error that stopped training
             with contextlib.suppress(CharpoetError):
@@ -182,7 +183,7 @@ def _follow(location: RunLocation, overrides: dict[str, dict[str, Any]], new_run
         config = _apply(existing, {k: {f: v for f, v in d.items() if f not in sources} for k, d in overrides.items()})
     else:
         config = _apply(RunConfig(), new_run_overrides)
-    result = train_run(config.validate(), run.path)
+    result = train_run(config.validate(), run.path, on_node=location.pull if location.remote else None)
     if result.interrupted:
         raise typer.Exit(130)
 
