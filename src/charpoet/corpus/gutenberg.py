@@ -18,12 +18,13 @@ the books finished so far.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -261,9 +262,31 @@ class BookLibrary:
         books = self.books()
         if not books:
             raise CorpusError(f"library {self.name!r} has no books; add some with `charpoet corpus add`")
-        sources = [Source(name=b.name, title=b.title, text=self.text(b),
-                          path=str((self.path / b.file).resolve()), author=b.author) for b in books]
+        missing = [b for b in books if not (self.path / b.file).is_file()]
+        if missing:
+            self.text(missing[0])  # the error that names it
+        # streamed: a library of thousands of books is read a piece at a time, never held whole
+        sources = [Source(name=b.name, title=b.title, path=str((self.path / b.file).resolve()), author=b.author,
+                          reader=self._reader(b), num_chars=b.num_chars or None, sha256=b.sha256 or None)
+                   for b in books]
         return Library(name=self.name, sources=tuple(sources))
+
+    def _reader(self, book: LibraryBook) -> Callable[[], Iterator[str]]:
+        path = self.path / book.file
+
+        def read() -> Iterator[str]:
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            try:
+                with open(path, "rb") as f:
+                    while block := f.read(1 << 22):
+                        yield decoder.decode(block)
+                yield decoder.decode(b"", final=True)
+            except FileNotFoundError:
+                raise CorpusError(f"{self.name}: text of book {book.id} is missing ({path})") from None
+            except (OSError, UnicodeDecodeError) as e:
+                raise CorpusError(f"{self.name}: cannot read {path} ({type(e).__name__})") from None
+
+        return read
 
 
 def clean_raw_book(raw: RawBook, options: CleanOptions = CleanOptions()) -> tuple[CleanedText, str]:
