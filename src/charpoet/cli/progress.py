@@ -78,6 +78,10 @@ class TrainDisplay:
     def show_samples(self, step: int, samples: list[tuple[float, Attribution]]) -> None:
         """Each sample highlighted by source, under a header with its copy metrics."""
         for temperature, att in samples:
+            if not att.sources:  # not attributed (a library above the index limit): the text alone
+                self.console.print(Text(f"sample at step {step}, T={temperature:g} (not highlighted)", style="bold"))
+                self.console.print(Text(att.text))
+                continue
             longest = 0 if att.longest is None else att.longest.length
             self.console.print(Text(f"sample at step {step}, T={temperature:g}: {att.copy_rate:.1%} copied, "
                                     f"longest {longest} chars", style="bold"))
