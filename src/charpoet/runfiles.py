@@ -77,4 +77,3 @@ RUN_FILES = frozenset(f.name for f in DECLARED if not f.folder)  # names an outp
 RUN_FOLDERS = frozenset(f.name for f in DECLARED if f.folder)
 SYNCED_FILES = tuple(f.name for f in DECLARED if f.synced and not f.folder)
 SYNCED_FOLDERS = tuple(f.name for f in DECLARED if f.synced and f.folder)
-GENERATION_FILES = tuple(f.name for f in DECLARED if f.for_generation)

@@ -103,14 +103,18 @@ def measure_rate(config: RunConfig, device: torch.device, dtype: torch.dtype, se
 
 
 def auto_size(config: RunConfig, train_tokens: int, device: torch.device,
-              dtype: torch.dtype) -> tuple[RunConfig, dict[str, Any]]:
-    """``config`` with the rule's ``rnn_size``, and what it was based on (for the log)."""
+              dtype: torch.dtype, processes: int = 1) -> tuple[RunConfig, dict[str, Any]]:
+    """``config`` with the rule's ``rnn_size``, and what it was based on (for the log).
+
+    Under torchrun the probe runs in rank 0 alone, and the group of ``processes`` ranks is taken
+    to train that many times as fast (each rank steps a share of the batch).
+    """
     probe = replace(config, model=replace(config.model, rnn_size=PROBE_SIZE))
-    rate = measure_rate(probe, device, dtype)
+    rate = measure_rate(probe, device, dtype) * processes
     size = pick_size(config, rate, probe, train_tokens)
     if size != PROBE_SIZE:
         probe = replace(config, model=replace(config.model, rnn_size=size))
-        rate = measure_rate(probe, device, dtype)
+        rate = measure_rate(probe, device, dtype) * processes
         size = pick_size(config, rate, probe, train_tokens)
     chosen = replace(config, model=replace(config.model, rnn_size=size))
     tokens = tokens_allowed(chosen, rate, probe, train_tokens)
@@ -120,5 +124,6 @@ def auto_size(config: RunConfig, train_tokens: int, device: torch.device,
         chosen = replace(chosen, model=replace(chosen.model, drop_rate=drop))
     info = {"rnn_size": size, "parameters": count_parameters(chosen.model),
             "probe_size": probe.model.rnn_size, "probe_tokens_per_sec": round(rate, 1),
-            "tokens": round(tokens), "data_limited": data_limited, "drop_rate": chosen.model.drop_rate}
+            "tokens": round(tokens), "data_limited": data_limited, "drop_rate": chosen.model.drop_rate,
+            "processes": processes}
     return chosen, info

@@ -425,7 +425,8 @@ class _Session:
             config = replace(config, data=replace(config.data, batch_size=self.batches.batch_size))
         self.sizing: dict[str, Any] | None = None
         if new_run and config.model.auto_size and config.train.max_minutes > 0:  # a continued run keeps its size
-            config, self.sizing = auto_size(config, len(self.data.train), self.device, self.dtype)
+            config, self.sizing = auto_size(config, len(self.data.train), self.device, self.dtype,
+                                            processes=self.group.world)
             log.info("auto size: %s", self.sizing)
         self.config, self.tc = config, config.train
         self.valid_rows = EvalRows.of(self.data.valid.ids)  # a view: at most EVAL_MAX_TOKENS, read a chunk at a time
