@@ -66,9 +66,9 @@ def _damage(run: Path, root: Path) -> dict[str, Path]:
     copy("vocab-truncated", lambda p: (p / "vocab.json").write_bytes((p / "vocab.json").read_bytes()[:25]))
     copy("vocab-mismatch", lambda p: (p / "vocab.json").write_text(
         (p / "vocab.json").read_text().replace('"a"', '"a", "\\u00e9"', 1)))
-    copy("library-garbage", lambda p: (p / "library.json").write_bytes(b"\x89not json at all"))
-    copy("library-truncated", lambda p: (p / "library.bin").write_bytes((p / "library.bin").read_bytes()[:60]))
-    copy("library-not-json", lambda p: (p / "library.json").write_bytes(b"{oops"))
+    copy("library-garbage", lambda p: (p / "sources.json").write_bytes(b"\x89not json at all"))
+    copy("library-truncated", lambda p: (p / "sources.bin").write_bytes((p / "sources.bin").read_bytes()[:60]))
+    copy("library-not-json", lambda p: (p / "sources.json").write_bytes(b"{oops"))
     copy("metrics-garbage", lambda p: (p / "metrics.json").write_text("{{{"))
     copy("metrics-not-evaluations", lambda p: (p / "metrics.json").write_text("[1, 2]"))
     copy("weights-truncated", lambda p: [(p / f).write_bytes((p / f).read_bytes()[:100])
@@ -102,7 +102,7 @@ def world(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
     files["emptydir"].mkdir()
     library = root / "damaged-library"
     library.mkdir()
-    (library / "library.json").write_text("{ not json", encoding="utf-8")
+    (library / "sources.json").write_text("{ not json", encoding="utf-8")
     return World(root, run, _damage(run, root), files, library)
 
 
@@ -131,7 +131,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("train-missing-url", lambda w: ["train", "--text-path", "memory://charpoet-bad-inputs/none.txt", "--checkpoint-path", w.root / "new"], "no such file or directory"),
     ("train-url-glob-matches-nothing", lambda w: ["train", "--text-path", "memory://charpoet-bad-inputs/*.txt", "--checkpoint-path", w.root / "new"], "no files match"),
     ("train-unknown-library", lambda w: ["train", "--library", "no-such-library", "--checkpoint-path", w.root / "new"], "no-such-library"),
-    ("train-damaged-library", lambda w: ["train", "--library", w.library, "--checkpoint-path", w.root / "new"], "library.json"),
+    ("train-damaged-library", lambda w: ["train", "--library", w.library, "--checkpoint-path", w.root / "new"], "sources.json"),
     ("train-unknown-corpus", lambda w: ["train", "--corpus", "klingon-poetry", "--checkpoint-path", w.root / "new"], "klingon-poetry"),
     ("train-text-and-library", lambda w: ["train", "--text-path", w.files["good"], "--library", "x", "--checkpoint-path", w.root / "new"], "only one of"),
     # --- train: sizes and numbers
@@ -183,8 +183,8 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("train-restore-config-wrong-type", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["config-wrong-type"]], "rnn_size"),
     ("train-restore-config-infinite", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["config-infinite"]], "rnn_size"),
     ("train-restore-vocab-garbage", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["vocab-garbage"]], "vocab.json"),
-    ("train-restore-library-truncated", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-truncated"]], "library.bin"),
-    ("train-restore-library-not-json", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-not-json"]], "library.json"),
+    ("train-restore-library-truncated", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-truncated"]], "sources.bin"),
+    ("train-restore-library-not-json", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["library-not-json"]], "sources.json"),
     ("train-restore-metrics-garbage", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["metrics-garbage"]], "metrics.json"),
     ("train-restore-metrics-not-evaluations", lambda w: ["train", "--restore", "--checkpoint-path", w.broken["metrics-not-evaluations"]], "metrics.json"),
     ("train-seed-too-large", lambda w: ["train", "--text-path", w.files["good"], "--seed", str(10**23), "--checkpoint-path", w.root / "new"], "--seed"),
@@ -229,7 +229,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("generate-weights-truncated", lambda w: ["generate", "--checkpoint-path", w.broken["weights-truncated"]], "best.safetensors"),
     ("generate-weights-garbage", lambda w: ["generate", "--checkpoint-path", w.broken["weights-garbage"], "--weights", "last"], "last.safetensors"),
     ("generate-weights-missing", lambda w: ["generate", "--checkpoint-path", w.broken["weights-missing"]], "missing"),
-    ("generate-library-garbage", lambda w: ["generate", "--checkpoint-path", w.broken["library-garbage"], "--length", "5"], "library.json"),
+    ("generate-library-garbage", lambda w: ["generate", "--checkpoint-path", w.broken["library-garbage"], "--length", "5"], "sources.json"),
     # --- chat
     ("chat-nan-temperature", lambda w: ["chat", "--checkpoint-path", w.run, "--temperature", "nan"], "--temperature"),
     ("chat-zero-max-length", lambda w: ["chat", "--checkpoint-path", w.run, "--max-length", "0"], "--max-length"),
@@ -248,7 +248,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("attribute-zero-min-quote", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.run, "--min-quote", "0"], "--min-quote"),
     ("attribute-empty-sources", lambda w: ["attribute", w.files["good"], "--text-path", w.files["empty"]], "empty"),
     ("attribute-unknown-url-protocol", lambda w: ["attribute", w.files["good"], "--text-path", "nosuch://x"], "unknown protocol"),
-    ("attribute-library-truncated", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.broken["library-truncated"]], "library.bin"),
+    ("attribute-library-truncated", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.broken["library-truncated"]], "sources.bin"),
     ("attribute-not-a-run", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.files["emptydir"]], "not a charpoet run"),
     # --- runs
     ("runs-missing-directory", lambda w: ["runs", w.root / "nowhere"], "does not exist"),
@@ -283,7 +283,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("corpus-add-negative-retries", lambda w: ["corpus", "add", "84", "--retries", "-1", "--mirror", DEAD], "--retries"),
     ("corpus-add-bad-book-number", lambda w: ["corpus", "add", "eighty-four", "--mirror", DEAD], "eighty-four"),
     ("corpus-add-bad-library-name", lambda w: ["corpus", "add", "84", "--library", "my library!", "--mirror", DEAD], "library name"),
-    ("corpus-add-damaged-library", lambda w: ["corpus", "add", "84", "--library", w.library, "--mirror", DEAD, *NO_NET], "library.json"),
+    ("corpus-add-damaged-library", lambda w: ["corpus", "add", "84", "--library", w.library, "--mirror", DEAD, *NO_NET], "sources.json"),
     ("corpus-search-unknown-language", lambda w: ["corpus", "search", "--language", "Klingon", "--mirror", DEAD], "unknown language"),
     ("corpus-search-missing-local-mirror", lambda w: ["corpus", "search", "--author", "austen", "--mirror", w.root / "no-mirror", "--refresh"], "no-mirror"),
     ("corpus-show-superscript-number", lambda w: ["corpus", "show", "\u00b2"], "neither a book number nor a library"),

@@ -95,7 +95,7 @@ def test_remote_run_directory(tiny_corpus: Path, memory_fs) -> None:
     ok(cli("train", "--text-path", tiny_corpus, "--checkpoint-path", url, *SMALL, "--num-epochs", "0.3",
            "--no-tensorboard"))
     names = {Path(p).name for p in memory_fs.find("/bucket/runs/tiny")}
-    assert {"config.json", "last.safetensors", "best.safetensors", "metrics.jsonl", "library.json", "library.bin"} <= names
+    assert {"config.json", "last.safetensors", "best.safetensors", "metrics.jsonl", "sources.json", "sources.bin"} <= names
     assert not [p for p in memory_fs.find("/bucket/runs/tiny") if "/tokens/" in p]  # derived on each machine, not uploaded
     assert not [n for n in names if n.endswith(".tmp")]
     # continue it from the remote copy alone, then generate from it

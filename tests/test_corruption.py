@@ -24,8 +24,8 @@ from charpoet.integrity import CRC_KEY, seal_json, seal_safetensors, unseal_json
 READERS = {
     "config.json": lambda rd: rd.read_config(),
     "vocab.json": lambda rd: rd.read_vocab().to_dict(),
-    "library.json": lambda rd: [(s.name, s.title, s.author, s.path, s.sha256) for s in rd.read_library()],
-    "library.bin": lambda rd: [s.text for s in rd.read_library()],
+    "sources.json": lambda rd: [(s.name, s.title, s.author, s.path, s.sha256) for s in rd.read_library()],
+    "sources.bin": lambda rd: [s.text for s in rd.read_library()],
     "best.safetensors": lambda rd: rd.load_weights("best"),
     "last.safetensors": lambda rd: _training_state(rd),
 }

@@ -205,7 +205,7 @@ def test_two_machines_share_a_run_on_remote_storage(tiny_corpus, tmp_path, confi
     for agent, (_, err) in zip(agents, outputs):
         assert agent.returncode == 0, err[-3000:]
     remote = tmp_path / "bucket" / "run"
-    assert {"config.json", "library.json", "library.bin", "last.safetensors"} <= {p.name for p in remote.iterdir()}
+    assert {"config.json", "sources.json", "sources.bin", "last.safetensors"} <= {p.name for p in remote.iterdir()}
     assert not (remote / "tokens").exists()  # derived on each machine
     staged = list((tmp_path / "home1" / "remote-runs").iterdir())
     assert len(staged) == 1 and (staged[0] / "tokens" / "tokens.json").is_file()  # machine 1 made its own
@@ -216,3 +216,25 @@ def test_two_machines_share_a_run_on_remote_storage(tiny_corpus, tmp_path, confi
     train(c, single)
     assert trainer_state(single)["step"] == steps
     assert_same_weights(single, remote)
+
+
+def test_a_stop_that_reaches_one_rank_stops_them_all_with_a_snapshot(tiny_corpus, tmp_path):
+    """torchrun signals its workers one by one: a SIGTERM seen by rank 1 alone still stops every rank at
+    the same step, and rank 0 writes the snapshot of that step."""
+    run = tmp_path / "run"
+    args = ["-m", "charpoet", "train", "--text-path", str(tiny_corpus), "--checkpoint-path", str(run),
+            "--rnn-size", "32", "--num-layers", "1", "--batch-size", "16", "--seq-len", "32", "--num-epochs", "50",
+            "--snapshot-every", "100000steps", "--stats-every", "100000steps", "--no-tensorboard", "--device", "cpu"]
+    agent = subprocess.Popen(torchrun(2, *args), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not [r for r in RunDir(run).read_metrics_log() if r["kind"] == "train" and r["step"] >= 20]:
+            assert agent.poll() is None, agent.communicate()[1][-3000:]
+            time.sleep(0.05)
+        os.kill(_worker(agent.pid, rank=1), signal.SIGTERM)
+        _, err = agent.communicate(timeout=600)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert "lost contact" not in err, err[-3000:]
+    assert (RunDir(run).snapshot_step() or 0) >= 20  # the stop's own snapshot, not the first one at step 0
+    assert trainer_state(run)["epoch"] < 50

@@ -164,10 +164,10 @@ def test_a_broken_run_is_listed_with_what_is_known(runs_dir: Path) -> None:
 def test_corrupt_files_become_errors_not_exceptions(tmp_path: Path) -> None:
     run = make_run(tmp_path / "r", config(), [1.0], step=20)
     (run.path / LAST).write_bytes(b"\xff" * 7)
-    (run.path / "library.json").write_bytes(b"\xff not json at all")
+    (run.path / "sources.json").write_bytes(b"\xff not json at all")
     (r,) = list_runs(tmp_path)
     assert (r.steps, r.best_val_loss, r.corpus) == (10, 1.0, "shakespeare")  # steps from metrics, corpus from config
-    assert "last.safetensors is corrupt" in r.error and "library.json is corrupt" in r.error
+    assert "last.safetensors is corrupt" in r.error and "sources.json is corrupt" in r.error
     (run.path / "metrics.json").write_text("[1, ", encoding="utf-8")
     (run.path / "config.json").write_text('{"model": {"cell": "gru", "future_option": 1}}', encoding="utf-8")
     (r,) = list_runs(tmp_path)
@@ -186,7 +186,7 @@ def test_metrics_jsonl_eval_lines_are_preferred(tmp_path: Path) -> None:
 
 def test_the_library_name_is_read_from_the_start_of_the_file(tmp_path: Path) -> None:
     run = make_run(tmp_path / "r", config(), None, step=None, corpus="big")
-    path = run.path / "library.json"
+    path = run.path / "sources.json"
     path.write_bytes(path.read_bytes()[:80])  # cut short: the sources are gone, the name is not
     assert list_runs(tmp_path)[0].corpus == "big"
     legacy = run.path / "library.json.gz"  # older runs keep their library in one gzip JSON

@@ -230,8 +230,8 @@ def test_a_zero_length_generation_is_just_done(client: TestClient) -> None:
 
 def test_a_run_without_its_sources_writes_text_without_highlighting(trained_run: Path, tmp_path: Path) -> None:
     shutil.copytree(trained_run, tmp_path / "bare")
-    (tmp_path / "bare" / "library.json").unlink()
-    (tmp_path / "bare" / "library.bin").unlink()
+    (tmp_path / "bare" / "sources.json").unlink()
+    (tmp_path / "bare" / "sources.bin").unlink()
     service = Service(run=tmp_path / "bare")
     with TestClient(create_app(service)) as client:
         events = read_stream(client.post("/api/generate", json={"run": "bare", "length": 30, "seed": 1}))
@@ -703,7 +703,7 @@ def test_the_index_is_built_again_when_the_runs_sources_change(runs: Path, tmp_p
     served = Service(root=root).runs
     first = served.index("tiny")
     assert served.index("tiny") is first and len(built) == 1
-    library = root / "tiny" / "library.json"
+    library = root / "tiny" / "sources.json"
     stat = library.stat()
     os.utime(library, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # e.g. --fresh with other texts
     assert served.index("tiny") is not first and len(built) == 2

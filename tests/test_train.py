@@ -74,8 +74,8 @@ def test_run_directory_holds_no_pickle(tiny_corpus, tiny_config, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(tiny_corpus, num_epochs=0.5), run)
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["best.safetensors", "config.json", "last.safetensors", "library.bin", "library.json",
-                     "metrics.json", "metrics.jsonl", "tokens", "vocab.json"]
+    assert names == ["best.safetensors", "config.json", "last.safetensors", "metrics.json", "metrics.jsonl",
+                     "sources.bin", "sources.json", "tokens", "vocab.json"]
     assert set(names) <= {f.name for f in DECLARED}  # every file of a run is declared in charpoet.runfiles
     for path in [*run.iterdir(), *(run / "tokens").iterdir()]:
         if path.is_dir():
@@ -86,7 +86,7 @@ def test_run_directory_holds_no_pickle(tiny_corpus, tiny_config, tmp_path):
             json.loads(raw)
         elif path.suffix == ".jsonl":
             assert all(json.loads(line)["step"] >= 0 for line in raw.decode().splitlines())
-        elif path.name == "library.bin":  # the texts, each followed by 0xFF
+        elif path.name == "sources.bin":  # the texts, each followed by 0xFF
             assert [t.decode() for t in raw.split(b"\xff")[:-1]] == [(tiny_corpus / n).read_text() for n in ("one.txt", "two.txt")]
         elif path.parent.name == "tokens":
             assert path.suffix == ".bin"  # raw token ids, described by tokens.json

@@ -3,8 +3,8 @@
     RUN/
       config.json        the resolved RunConfig (+ charpoet version)
       vocab.json         the tokenizer (characters or word list)
-      library.json       the sources the run trains on: names, titles, sizes, offsets, digests
-      library.bin        ... and their texts, copied in (charpoet.corpus.store; older runs: library.json.gz)
+      sources.json       the sources the run trains on: names, titles, sizes, offsets, digests
+      sources.bin        ... and their texts, copied in (charpoet.corpus.store; older runs: library.json.gz)
       tokens/            the library's token ids, memory-mapped (derived: rebuilt when missing)
       metrics.json       evaluation history, one entry per evaluation
       metrics.jsonl      every logged step and evaluation, one JSON object per line (appended;
@@ -176,10 +176,12 @@ class RunDir:
             raise CheckpointError(f"{self.path / VOCAB} is corrupt: {exc}") from None
 
     def write_library(self, library: Library) -> Library:
-        """Copy the sources into the run (streamed: ``library.json`` + ``library.bin``); returns the
+        """Copy the sources into the run (streamed: ``sources.json`` + ``sources.bin``); returns the
         stored library, which reads from the run from now on."""
         from charpoet.corpus.store import write_library_store
 
+        for temp in self.path.glob(f".{LIBRARY_TEXTS}.*.tmp"):  # a copy a killed process left (as big as the texts)
+            temp.unlink(missing_ok=True)
         with writing(self.path / LIBRARY_TEXTS):
             stored = write_library_store(library, self.path / LIBRARY_MANIFEST, self.path / LIBRARY_TEXTS)
         (self.path / LEGACY_LIBRARY).unlink(missing_ok=True)

@@ -74,6 +74,9 @@ class DataConfig:
     valid_fraction: float = 0.1  # last fraction of every source held out
     batch_size: int = 64  # parallel contiguous streams
     seq_len: int = 128  # truncated BPTT length
+    # Most validation tokens an evaluation reads (the head of each row's stretch; 0 = all). Fixed when
+    # a run is created; runs made before it was introduced read all (0), so their losses stay comparable.
+    eval_max_tokens: int = 1 << 22
 
     def validate(self) -> None:
         if self.text_path and self.library:
@@ -84,6 +87,7 @@ class DataConfig:
             raise ConfigError(f"--valid-fraction must be in (0, 1), got {self.valid_fraction}")
         _at_least("batch-size", self.batch_size, 1)
         _at_least("seq-len", self.seq_len, 1)
+        _at_least("eval-max-tokens", self.eval_max_tokens, 0)
 
 
 @dataclass
@@ -169,6 +173,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        data = d.get("data") if isinstance(d, dict) else None
+        if isinstance(data, dict) and "eval_max_tokens" not in data:  # runs written before the cap: read all
+            d = {**d, "data": {**data, "eval_max_tokens": 0}}
         train = d.get("train") if isinstance(d, dict) else None
         if isinstance(train, dict) and "eval_every" in train:  # runs written before stats_every
             d = {**d, "train": {k: v for k, v in train.items() if k != "eval_every"}}

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from charpoet.config import DataConfig
 from charpoet.corpus import Library, Source
 from charpoet.corpus.cache import atomic_write_bytes
 from charpoet.errors import CharpoetWarning, ConfigError, CorpusError, TokenizerError
@@ -455,7 +456,7 @@ class StreamBatches:
 
 EVAL_STREAMS = 64  # most rows of an evaluation pass
 EVAL_MIN_ROW = 2048  # fewest tokens per row (each row starts from a zero state)
-EVAL_MAX_TOKENS = 1 << 22  # most tokens of an evaluation pass (4 Mi): the head of each row's stretch
+EVAL_MAX_TOKENS = DataConfig.eval_max_tokens  # most tokens of an evaluation pass (4 Mi): the head of each row's stretch
 
 
 class EvalRows:
@@ -478,14 +479,14 @@ class EvalRows:
         self.grid = grid  # (rows, row_len) view of the ids
 
     @classmethod
-    def of(cls, ids: np.ndarray) -> EvalRows | None:
-        """The layout of a split's ids; None if it has fewer than two tokens."""
+    def of(cls, ids: np.ndarray, max_tokens: int = EVAL_MAX_TOKENS) -> EvalRows | None:
+        """The layout of a split's ids (at most ``max_tokens`` of them; 0: all); None if it has fewer than two."""
         n = len(ids)
         if n < 2:
             return None
         rows = max(1, min(EVAL_STREAMS, n // EVAL_MIN_ROW))
         stretch = n // rows
-        row_len = min(stretch, max(2, EVAL_MAX_TOKENS // rows))
+        row_len = min(stretch, max(2, max_tokens // rows)) if max_tokens > 0 else stretch
         return cls(ids[: rows * stretch].reshape(rows, stretch)[:, :row_len])
 
     @property

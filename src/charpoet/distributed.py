@@ -86,6 +86,17 @@ class Group:
         """The first rank on a machine other than rank 0's (which has the run from rank 0 itself)."""
         return self.local_rank == 0 and self.rank != 0
 
+    def place(self, device: torch.device) -> torch.device:
+        """This rank's device for the run's ``device`` (``cuda:LOCAL_RANK`` on GPUs); kept in ``device``."""
+        if self.distributed:
+            if device.type == "cuda":
+                device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(device)
+            elif device.type != "cpu":
+                raise ConfigError(f"training on several processes needs --device cpu or cuda, not {device.type}")
+        self.device = device
+        return device
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
@@ -95,6 +106,15 @@ class Group:
         if self.distributed:
             dist.all_reduce(values, op=dist.ReduceOp.SUM)
         return values
+
+    def same_everywhere(self, values: torch.Tensor) -> bool:
+        """Whether ``values`` (a float64 vector) is the same on every rank."""
+        if not self.distributed:
+            return True
+        both = torch.cat([values, -values])
+        dist.all_reduce(both, op=dist.ReduceOp.MAX)  # max of the values and minus their min
+        n = values.numel()
+        return bool(torch.equal(both[:n], -both[n:]))
 
     def gather_rows(self, parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """Each (L, b, H) tensor of this rank, concatenated over ranks along dim 1: (L, B, H)."""
@@ -112,22 +132,19 @@ class Group:
             dist.destroy_process_group()
 
 
-def join(device: torch.device) -> Group:
+def join() -> Group:
     """Join the process group torchrun describes (a group of one outside torchrun).
 
-    gloo on the CPU, nccl on CUDA (each rank on ``cuda:LOCAL_RANK``). A rendezvous that cannot
-    be reached within ``CHARPOET_DIST_TIMEOUT`` seconds (default 1800) is a one-line ``CharpoetError``
-    (reported by every rank: it may be one rank's own network).
+    gloo for CPU tensors, and nccl for CUDA tensors where CUDA is available, so the group does not
+    depend on the device a rank's options name (``Group.place`` chooses it, from the run's
+    configuration as rank 0 wrote it). A rendezvous that cannot be reached within
+    ``CHARPOET_DIST_TIMEOUT`` seconds (default 1800) is a one-line ``CharpoetError`` (reported by
+    every rank: it may be one rank's own network).
     """
     rank, world, local = world_from_env()
     if world == 1:
-        return Group(device=device)
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    elif device.type != "cpu":
-        raise ConfigError(f"training on several processes needs --device cpu or cuda, not {device.type}")
-    backend = "nccl" if device.type == "cuda" else "gloo"
+        return Group()
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     timeout = _timeout()
     if not dist.is_initialized():
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
@@ -139,7 +156,7 @@ def join(device: torch.device) -> Group:
             others = f"{world - 1} other rank" + ("s" if world > 2 else "")
             raise CharpoetError(f"cannot join the {others} at {where} within {timeout:g} s ({first[:200]}); "
                                 "check torchrun's --rdzv-endpoint/--master-addr and that every node was started") from None
-    return Group(rank, world, local, device)
+    return Group(rank, world, local)
 
 
 def _store(rank: int, world: int, timeout: float) -> dist.Store:

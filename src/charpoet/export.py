@@ -235,7 +235,7 @@ def _site_attribution(run: Path, wanted: bool | None, min_quote: int) -> dict[st
         return None
     if not RunDir(run).has_library():
         if wanted:
-            raise CheckpointError(f"{run} holds no sources (library.json): there is nothing to highlight; "
+            raise CheckpointError(f"{run} holds no sources (sources.json): there is nothing to highlight; "
                                   "give --no-attribution")
         return None
     library = RunDir(run).read_library()

@@ -9,7 +9,7 @@ surfaces refuse to overwrite them with an output option). Nothing here imports t
     vocab.json                      checkpoint    yes       yes      the tokenizer
     best.safetensors                train         yes       yes      weights with the lowest validation loss
     last.safetensors                train         yes       yes      weights + optimizer, cursor, hidden state
-    library.json, library.bin       checkpoint    no        yes      the sources (manifest; texts)
+    sources.json, sources.bin       checkpoint    no        yes      the sources (manifest; texts)
     library.json.gz                 checkpoint    no        yes      the sources of older runs (read only)
     metrics.json, metrics.jsonl     train         no        yes      evaluations; every logged step
     samples.jsonl, samples/         monitor       no        yes      training samples
@@ -41,8 +41,8 @@ CONFIG = "config.json"
 VOCAB = "vocab.json"
 BEST = "best.safetensors"
 LAST = "last.safetensors"
-LIBRARY_MANIFEST = "library.json"
-LIBRARY_TEXTS = "library.bin"
+LIBRARY_MANIFEST = "sources.json"
+LIBRARY_TEXTS = "sources.bin"
 LEGACY_LIBRARY = "library.json.gz"
 METRICS = "metrics.json"
 METRICS_LOG = "metrics.jsonl"

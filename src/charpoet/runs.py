@@ -256,7 +256,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _library_name(run: Path, errors: list[str], limit: int = 1 << 20) -> str | None:
-    """The top-level "name" of a run's library (``library.json``, or an older run's gzip
+    """The top-level "name" of a run's library (``sources.json``, or an older run's gzip
     ``library.json.gz``), decoding only the start of the file.
 
     Both put "name" before the sources, so a few hundred bytes suffice.

@@ -106,14 +106,16 @@ def auto_size(config: RunConfig, train_tokens: int, device: torch.device,
               dtype: torch.dtype, processes: int = 1) -> tuple[RunConfig, dict[str, Any]]:
     """``config`` with the rule's ``rnn_size``, and what it was based on (for the log).
 
-    Under torchrun the probe runs in rank 0 alone, and the group of ``processes`` ranks is taken
-    to train that many times as fast (each rank steps a share of the batch).
+    Under torchrun the probe runs in rank 0 alone with one rank's share of the batch, and the group
+    of ``processes`` ranks is taken to train that many times as fast (each with a GPU or core of its own).
     """
-    probe = replace(config, model=replace(config.model, rnn_size=PROBE_SIZE))
+    share = max(1, config.data.batch_size // processes)
+    base = replace(config, data=replace(config.data, batch_size=share))  # what one rank steps
+    probe = replace(base, model=replace(base.model, rnn_size=PROBE_SIZE))
     rate = measure_rate(probe, device, dtype) * processes
     size = pick_size(config, rate, probe, train_tokens)
     if size != PROBE_SIZE:
-        probe = replace(config, model=replace(config.model, rnn_size=size))
+        probe = replace(base, model=replace(base.model, rnn_size=size))
         rate = measure_rate(probe, device, dtype) * processes
         size = pick_size(config, rate, probe, train_tokens)
     chosen = replace(config, model=replace(config.model, rnn_size=size))

@@ -125,7 +125,8 @@ class RunLocation:
         if not self.remote:
             return []
         synced = self._load_sync()
-        return sorted(rel for rel, st in _scan(self.local, None).items() if synced.get(rel) != st)
+        return sorted(rel for rel, st in _scan(self.local, None).items()
+                      if _synced(rel) and synced.get(rel) != st)
 
     def pull(self) -> list[str]:
         """Download the remote run into the staging directory; returns the paths pulled.
@@ -167,7 +168,7 @@ class RunLocation:
         if not self.remote:
             return []
         current = {rel: st for rel, st in _scan(self.local, None if names is None else list(names)).items()
-                   if rel.split("/")[0] in SYNCED_FILES + SYNCED_FOLDERS}  # derived files stay on each machine
+                   if _synced(rel)}  # derived files (tokens/) stay on each machine
         synced = self._load_sync()
         todo = sorted((rel for rel, st in current.items() if force or synced.get(rel) != st), key=_upload_rank)
         done: list[str] = []
@@ -332,6 +333,11 @@ def _scan(local: Path, names: list[str] | None) -> dict[str, list[int]]:
             if not any(part.startswith(".") for part in rel.split("/")):
                 out[rel] = _stat(p)
     return out
+
+
+def _synced(rel: str) -> bool:
+    """Whether the run file or folder entry ``rel`` is mirrored to remote storage (charpoet.runfiles)."""
+    return rel.split("/")[0] in SYNCED_FILES + SYNCED_FOLDERS
 
 
 def _stat(path: Path) -> list[int]:

@@ -229,7 +229,8 @@ def prepare_run(
             config = replace(config, model=replace(config.model, rnn_size=stored.model.rnn_size))
         check_compatible(stored, {section: {key: getattr(getattr(config, section), key) for key in keys}
                                   for section, keys in ARCHITECTURE_KEYS.items()})
-        config = replace(config, model=replace(config.model, vocab_size=stored.model.vocab_size))
+        config = replace(config, model=replace(config.model, vocab_size=stored.model.vocab_size),
+                         data=replace(config.data, eval_max_tokens=stored.data.eval_max_tokens))  # comparable losses
         stored_library = run.read_library()
         if library is not None and library.fingerprint() != stored_library.fingerprint():
             raise CheckpointError(
@@ -283,12 +284,13 @@ def train(
     run = RunDir(run_dir)
     if restore is None:
         restore = run.exists()
-    group = join(resolve_device(config.train.device))  # a group of one outside torchrun
+    group = join()  # a group of one outside torchrun
     session: _Session | None = None
     created = not run.path.exists()
+    existed = {name for name in NEW_RUN_FILES if (run.path / name).exists()}
     try:
-        if group.distributed:
-            split_rows(config.data.batch_size, group.world, group.rank)  # every rank says no at once
+        if group.distributed and group.main:  # (the others wait for the run rank 0 prepares, options and all)
+            split_rows(config.data.batch_size, group.world, group.rank)
         if group.main:
             config, library, tokenizer = prepare_run(config, run, restore, library)
             session = _Session(config, run, library, tokenizer, on_event or (lambda event: None),
@@ -311,6 +313,7 @@ def train(
             follower = _ReadOnlyRun(run.path)
             session = _Session(follower.read_config(), follower, follower.read_library(), follower.read_vocab(),
                                lambda event: None, new_run=False, group=group)
+            session.on_node = on_node
             session.restore()
         session.start_group()
         result = session.run(stop_after_steps, log_every)
@@ -336,18 +339,26 @@ def train(
         if session is not None:
             session.stepper.close()  # the thread pool, and the process's intra-op thread count
         if not restore and group.main and not run.exists():  # a new run that failed before it began
-            _discard(run, created)
+            _discard(run, created, existed)
         group.close()
 
 
-def _discard(run: RunDir, created: bool) -> None:
-    """Remove what a new run wrote before it failed (its library and tokens), and its directory if new."""
+NEW_RUN_FILES = (LIBRARY_MANIFEST, LIBRARY_TEXTS, VOCAB, TOKENS_DIR)  # what a new run writes before config.json
+
+
+def _discard(run: RunDir, created: bool, existed: set[str]) -> None:
+    """Remove what a new run wrote before it failed (its sources, vocabulary and tokens), never a
+    file that was there before it began, and its directory if it made it and it is empty."""
     if not run.path.is_dir():
         return
-    for name in (LIBRARY_MANIFEST, LIBRARY_TEXTS, VOCAB):
-        (run.path / name).unlink(missing_ok=True)
-    shutil.rmtree(run.path / TOKENS_DIR, ignore_errors=True)
-    run.remove_stale_temp_files()
+    for name in set(NEW_RUN_FILES) - existed:
+        path = run.path / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        for temp in run.path.glob(f".{name}.*.tmp"):  # a write it left half done
+            temp.unlink(missing_ok=True)
     if created:
         with contextlib.suppress(OSError):
             run.path.rmdir()  # only if empty: nothing else of the user's is touched
@@ -406,7 +417,7 @@ class _Session:
         tune_allocator()
         self.run_dir, self.library, self.tokenizer, self.emit = run, library, tokenizer, emit
         self.group = group or Group()
-        self.device = self.group.device or resolve_device(config.train.device)
+        self.device = self.group.place(resolve_device(config.train.device))
         self.dtype = resolve_precision(config.train.precision, self.device)
         torch.manual_seed(config.train.seed)
         # the token ids live in RUN/tokens, memory-mapped (encoded once, streamed; reused on a restart)
@@ -429,7 +440,7 @@ class _Session:
                                             processes=self.group.world)
             log.info("auto size: %s", self.sizing)
         self.config, self.tc = config, config.train
-        self.valid_rows = EvalRows.of(self.data.valid.ids)  # a view: at most EVAL_MAX_TOKENS, read a chunk at a time
+        self.valid_rows = EvalRows.of(self.data.valid.ids, config.data.eval_max_tokens)  # a view, read a chunk at a time
         require_memory(training_memory(config), "training this model with this batch layout",
                        "use a smaller model (--rnn-size, --num-layers, --embedding-size) or batch (--batch-size, --seq-len)",
                        device=self.device)
@@ -453,6 +464,7 @@ class _Session:
         self.synced_stop = False  # a stop requested on any rank (several processes)
         self.step_seconds = 0.0  # rank 0's duration of the last step (several processes)
         self.failed_at: int | None = None  # the non-finite step the guard found, when it looks later
+        self.on_node: Callable[[], None] | None = None  # fetches the run onto this machine (see train)
         self.budget = self.tc.max_minutes * 60.0
         # Counters: optimizer steps, completed epochs, batch index within the epoch, training seconds.
         self.step, self.epoch, self.cursor, self.elapsed = 0, 0, 0, 0.0
@@ -475,8 +487,20 @@ class _Session:
     def start_group(self) -> None:
         """With several processes: wrap the model in DDP (every rank at once: it is a collective)."""
         if self.group.distributed:
+            self.check_agreement()
             self.stepper.close()
             self.stepper = DistributedStep(self.model, self.group, sequence_loss, compile=self.tc.compile)
+
+    def check_agreement(self) -> None:
+        """With several processes: every rank holds the same snapshot (step, data cursor, weights), or a
+        one-line error; a machine that read an older copy of the run must not train on."""
+        with torch.no_grad():
+            weights = sum(float(p.double().sum()) for p in self.model.parameters())
+        mine = torch.tensor([self.step, self.epoch, self.cursor, weights, self.lr_scale], dtype=torch.float64,
+                            device=self.device)
+        if not self.group.same_everywhere(mine):
+            raise CheckpointError(f"rank {self.group.rank} holds another snapshot of the run than rank 0 (step "
+                                  f"{self.step}): every machine must see the same --checkpoint-path")
 
     def sync(self, loss: torch.Tensor, seconds: float, stop: bool) -> tuple[torch.Tensor, float]:
         """One all-reduce per step: the global mean loss, rank 0's step time, and whether any rank
@@ -600,7 +624,7 @@ class _Session:
             return "time"
         if stop_after_steps is not None and session_steps >= stop_after_steps:
             return "steps"
-        if stop.is_set() or self.synced_stop:
+        if self.synced_stop if self.group.distributed else stop.is_set():  # several ranks: only what all agreed on
             return "interrupted"
         return ""
 
@@ -608,10 +632,17 @@ class _Session:
         """Save the final state; evaluate unless interrupted (the user wants out) or diverged."""
         if reason == "diverged":  # the snapshot on disk is the last good state: keep it
             return None
+        if self.guard_every > 1 and self.guard_tripped():  # a bad step the host has not seen: keep the snapshot
+            log.warning("stopped at step %d after a non-finite %s; the snapshot before it is kept", self.step,
+                        self.bad_value)
+            return None
         if reason == "interrupted":
             self.snapshot(emit=False)
             return None
-        if not self.history or self.history[-1]["step"] != self.step:
+        # (several ranks decide from the counters they share; the history may be a machine's older copy)
+        evaluated = self.last_stats[0] == self.step if self.group.distributed else \
+            bool(self.history) and self.history[-1]["step"] == self.step
+        if not evaluated:
             metrics = self.evaluate(last_loss, scheduled=False)
         else:
             metrics = self.history[-1]
@@ -668,7 +699,14 @@ class _Session:
             log.error("non-finite %s at step %d; giving up after %d rollbacks", self.bad_value,
                       failed_at, self.rollbacks)
             return False
+        if self.group.distributed:  # rank 0's last snapshot is on disk (and uploaded): fetch it on every machine
+            self.group.barrier()
+            if self.group.first_on_node and self.on_node is not None:
+                self.on_node()
+            self.group.barrier()
         self.restore()
+        if self.group.distributed:
+            self.check_agreement()
         self.first_bad.fill_(-1)
         self.lr_scale, self.rollbacks = scale, count
         self.save_last()  # the lower learning rate survives a crash

@@ -1,16 +1,17 @@
 """A library stored in pieces: a JSON manifest and one file of texts, written and read as streams.
 
-    library.json   {"format": "charpoet.library", "version": 2, "name", "fingerprint", "texts": "library.bin",
+    sources.json   {"format": "charpoet.library", "version": 2, "name", "fingerprint", "texts": "sources.bin",
                     "sources": [{"name", "title", "author", "path", "num_chars", "offset", "num_bytes", "sha256"}]}
-    library.bin    source 0's UTF-8 text, 0xFF, source 1's text, 0xFF, ...   (0xFF never occurs in UTF-8)
+    sources.bin    source 0's UTF-8 text, 0xFF, source 1's text, 0xFF, ...   (0xFF never occurs in UTF-8)
 
 This is how a run keeps its sources (``charpoet.checkpoint.RunDir.write_library``): the texts
 are copied from the original files once, in bounded chunks, so a library larger than memory
 is never held as one string, and the run no longer depends on the originals. A stored
-library's sources stream from ``library.bin`` (``Source.chunks``), and every full pass checks
+library's sources stream from ``sources.bin`` (``Source.chunks``), and every full pass checks
 the source's SHA-256, so a damaged file is reported rather than trained on. Both files are
-written to temporary files and renamed, the manifest last: a crash leaves the previous
-library (or none) in place.
+written to temporary files and renamed, the manifest last: a crash leaves either no new
+manifest (and so no library a reader accepts, for a new run) or the whole new library; a
+texts file that does not match its manifest is an error, never read as sources.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from charpoet.integrity import seal_json, unseal_json
 
 FORMAT, VERSION = "charpoet.library", 2
 SEP = b"\xff"
-READ_BLOCK = 1 << 22  # bytes read at a time from library.bin
+READ_BLOCK = 1 << 22  # bytes read at a time from sources.bin
 
 
 def write_library_store(library: Library, manifest: str | Path, texts: str | Path) -> Library:
@@ -123,7 +124,7 @@ def _stored_library(name: Any, entries: list[dict[str, Any]], texts: Path) -> Li
 
 
 class _Reader:
-    """Streams one source's text from ``library.bin``; a full pass checks its SHA-256."""
+    """Streams one source's text from ``sources.bin``; a full pass checks its SHA-256."""
 
     def __init__(self, texts: Path, offset: int, size: int, sha256: str, name: str):
         self.texts, self.offset, self.size, self.sha256, self.name = texts, offset, size, sha256, name
