@@ -102,7 +102,7 @@ def world(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
     files["emptydir"].mkdir()
     library = root / "damaged-library"
     library.mkdir()
-    (library / "sources.json").write_text("{ not json", encoding="utf-8")
+    (library / "library.json").write_text("{ not json", encoding="utf-8")
     return World(root, run, _damage(run, root), files, library)
 
 
@@ -131,7 +131,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("train-missing-url", lambda w: ["train", "--text-path", "memory://charpoet-bad-inputs/none.txt", "--checkpoint-path", w.root / "new"], "no such file or directory"),
     ("train-url-glob-matches-nothing", lambda w: ["train", "--text-path", "memory://charpoet-bad-inputs/*.txt", "--checkpoint-path", w.root / "new"], "no files match"),
     ("train-unknown-library", lambda w: ["train", "--library", "no-such-library", "--checkpoint-path", w.root / "new"], "no-such-library"),
-    ("train-damaged-library", lambda w: ["train", "--library", w.library, "--checkpoint-path", w.root / "new"], "sources.json"),
+    ("train-damaged-library", lambda w: ["train", "--library", w.library, "--checkpoint-path", w.root / "new"], "library.json"),
     ("train-unknown-corpus", lambda w: ["train", "--corpus", "klingon-poetry", "--checkpoint-path", w.root / "new"], "klingon-poetry"),
     ("train-text-and-library", lambda w: ["train", "--text-path", w.files["good"], "--library", "x", "--checkpoint-path", w.root / "new"], "only one of"),
     # --- train: sizes and numbers
@@ -283,7 +283,7 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("corpus-add-negative-retries", lambda w: ["corpus", "add", "84", "--retries", "-1", "--mirror", DEAD], "--retries"),
     ("corpus-add-bad-book-number", lambda w: ["corpus", "add", "eighty-four", "--mirror", DEAD], "eighty-four"),
     ("corpus-add-bad-library-name", lambda w: ["corpus", "add", "84", "--library", "my library!", "--mirror", DEAD], "library name"),
-    ("corpus-add-damaged-library", lambda w: ["corpus", "add", "84", "--library", w.library, "--mirror", DEAD, *NO_NET], "sources.json"),
+    ("corpus-add-damaged-library", lambda w: ["corpus", "add", "84", "--library", w.library, "--mirror", DEAD, *NO_NET], "library.json"),
     ("corpus-search-unknown-language", lambda w: ["corpus", "search", "--language", "Klingon", "--mirror", DEAD], "unknown language"),
     ("corpus-search-missing-local-mirror", lambda w: ["corpus", "search", "--author", "austen", "--mirror", w.root / "no-mirror", "--refresh"], "no-mirror"),
     ("corpus-show-superscript-number", lambda w: ["corpus", "show", "\u00b2"], "neither a book number nor a library"),

@@ -479,8 +479,10 @@ class EvalRows:
         self.grid = grid  # (rows, row_len) view of the ids
 
     @classmethod
-    def of(cls, ids: np.ndarray, max_tokens: int = EVAL_MAX_TOKENS) -> EvalRows | None:
-        """The layout of a split's ids (at most ``max_tokens`` of them; 0: all); None if it has fewer than two."""
+    def of(cls, ids: np.ndarray, max_tokens: int | None = None) -> EvalRows | None:
+        """The layout of a split's ids (at most ``max_tokens`` of them, default ``EVAL_MAX_TOKENS``; 0: all);
+        None if it has fewer than two."""
+        max_tokens = EVAL_MAX_TOKENS if max_tokens is None else max_tokens
         n = len(ids)
         if n < 2:
             return None

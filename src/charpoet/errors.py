@@ -26,5 +26,9 @@ class CheckpointError(CharpoetError):
     """A run directory is missing, incomplete, corrupt or incompatible."""
 
 
+class PeerError(CharpoetError):
+    """Another process of a torchrun group stopped (it reports why, or torchrun does)."""
+
+
 class CharpoetWarning(UserWarning):
     """Something worked but the user should know (fallback encoding, shrunk batch...)."""

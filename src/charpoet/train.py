@@ -43,7 +43,7 @@ from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig
 from charpoet.corpus import Library, load_data_library
 from charpoet.data import EvalRows, StreamBatches, fit_tokenizer, tokenize_library
 from charpoet.distributed import DistributedStep, Group, join, split_rows
-from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError
+from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError, PeerError
 from charpoet.model import RNNLM, State, count_parameters, sequence_loss
 from charpoet.resources import require_memory
 from charpoet.shards import ShardedStep, shard_bounds
@@ -333,8 +333,9 @@ def train(
             raise
         saved = run.snapshot_step()
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(f"rank {group.rank} lost contact with the other ranks ({first}); the last snapshot "
-                              f"(step {saved}) is intact: torchrun --max-restarts continues from it") from None
+        kept = f"the last snapshot (step {saved}) is intact" if saved is not None else "no snapshot was written yet"
+        raise PeerError(f"rank {group.rank} lost contact with the other ranks ({first}); {kept}: torchrun "
+                        "--max-restarts continues from it") from None
     finally:
         if session is not None:
             session.stepper.close()  # the thread pool, and the process's intra-op thread count

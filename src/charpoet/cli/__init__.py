@@ -29,10 +29,11 @@ class CharpoetCLI(TyperGroup):
                 # without standalone mode, a command's ``raise typer.Exit(n)`` comes back as n
                 code = super().main(args, prog_name or "charpoet", standalone_mode=False, **extra)
             except CharpoetError as exc:
-                from charpoet.errors import ConfigError
+                from charpoet.errors import ConfigError, PeerError
 
-                # under torchrun, every rank meets the same bad option: rank 0 alone says so
-                _fail(str(exc), 2, quiet=isinstance(exc, ConfigError) and not _main_rank())
+                # under torchrun every rank meets the same bad option, and when rank 0 stops the others
+                # lose it: rank 0 alone says why
+                _fail(str(exc), 2, quiet=isinstance(exc, ConfigError | PeerError) and not _main_rank())
             except click_exceptions.NoArgsIsHelpError:
                 sys.exit(0)  # a command group run bare: its help is already on the screen
             except click_exceptions.UsageError as exc:
