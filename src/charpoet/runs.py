@@ -14,7 +14,8 @@ the ``--job-dir job/%JOB%`` convention of a TensorFlow char-RNN trainer).
 
 ``list_runs(root)`` summarises every run below ``root`` cheaply: it reads JSON files, the
 first bytes of ``library.json.gz`` and only the header of ``last.safetensors``, never the
-weights. A damaged run is still listed, with what could be read and an ``error``.
+weights. A damaged run is still listed, with what could be read and an ``error``. The list
+(a ``RunList``) and each ``RunSummary`` show as a table in Jupyter (``_repr_html_``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import html
 import json
 import math
 import os
 import re
 import struct
+import time
 import typing
 import unicodedata
 import zlib
@@ -117,15 +120,86 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "path": str(self.path)}
 
+    def cells(self, now: float | None = None) -> tuple[str, ...]:
+        """The row as ``charpoet runs`` shows it (``HEADER``); "?" or "-" where unknown."""
+        age = format_age((time.time() if now is None else now) - self.updated)
+        return (self.name, self.corpus or "?", self.architecture or "?",
+                "?" if self.steps is None else f"{self.steps:,}",
+                "-" if self.best_val_loss is None else f"{self.best_val_loss:.4f}",
+                "-" if self.best_val_bpc is None else f"{self.best_val_bpc:.3f}",
+                f"{format_time(self.updated)} ({age})")
 
-def list_runs(root: str | os.PathLike[str]) -> list[RunSummary]:
+    def __repr__(self) -> str:
+        steps = "steps unknown" if self.steps is None else f"{self.steps:,} steps"
+        if self.best_val_loss is None:
+            best = "not evaluated yet"
+        else:
+            bpc = "" if self.best_val_bpc is None else f" ({self.best_val_bpc:.3f} bpc)"
+            best = f"best val loss {self.best_val_loss:.4f}{bpc}"
+        error = f"; error: {self.error}" if self.error else ""
+        return (f"RunSummary({self.name!r}: {self.corpus or 'corpus unknown'}, "
+                f"{self.architecture or 'architecture unknown'}, {steps}, {best}, "
+                f"updated {format_time(self.updated)}{error})")
+
+    def _repr_html_(self) -> str:
+        return _html_table([self])
+
+
+class RunList(list[RunSummary]):
+    """``list_runs``' answer: a plain list of ``RunSummary``, shown as a table in Jupyter."""
+
+    def __init__(self, runs: Any = (), root: str | os.PathLike[str] | None = None):
+        super().__init__(runs)
+        self.root = None if root is None else Path(root)
+
+    def _repr_html_(self) -> str:
+        if not self:
+            where = f" in {html.escape(str(self.root))}" if self.root is not None else ""
+            return f"<p>no runs{where} (a run is a directory with a config.json)</p>"
+        return _html_table(self)
+
+
+HEADER = ("run", "corpus", "architecture", "steps", "val loss", "bpc", "updated")
+_NUMBERS = {"steps", "val loss", "bpc"}  # right-aligned
+
+
+def _html_table(runs: list[RunSummary]) -> str:
+    """The runs as ``charpoet runs`` lists them, as an HTML table; a run that failed to read is red,
+    with the error as its tooltip."""
+    now = time.time()
+    style = {name: ' style="text-align:right"' if name in _NUMBERS else ' style="text-align:left"' for name in HEADER}
+    head = "".join(f"<th{style[name]}>{name}</th>" for name in HEADER)
+    rows = []
+    for run in runs:
+        cells = [html.escape(c) for c in run.cells(now)]
+        if run.error:
+            cells[0] = f'<span style="color:#c00" title="{html.escape(run.error)}">{cells[0]}</span>'
+        rows.append("<tr>" + "".join(f"<td{style[name]}>{c}</td>" for name, c in zip(HEADER, cells)) + "</tr>")
+    return f'<table class="charpoet-runs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def format_time(timestamp: float) -> str:
+    """Local time to the minute: ``2026-11-22 17:03``."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def format_age(seconds: float) -> str:
+    """``just now``, ``5 min ago``, ``3 h ago``, ``2 days ago``."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {'day' if unit == 'days' and count == 1 else unit} ago"
+    return "just now"
+
+
+def list_runs(root: str | os.PathLike[str]) -> RunList:
     """Every run (a directory with config.json) in ``root``, best validation loss first."""
     root = Path(root).expanduser()
     if not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
         raise CheckpointError(f"run directory {root} {what}")
     runs = [summarise_run(path, name) for path, name in _find_runs(root)]
-    return sorted(runs, key=lambda r: (r.best_val_loss is None, r.best_val_loss or 0.0, r.name))
+    return RunList(sorted(runs, key=lambda r: (r.best_val_loss is None, r.best_val_loss or 0.0, r.name)), root)
 
 
 def _find_runs(root: Path) -> list[tuple[Path, str]]:
@@ -163,12 +237,7 @@ def summarise_run(path: Path, name: str | None = None) -> RunSummary:
     if not isinstance(steps, int):
         known = [h["step"] for h in history if isinstance(h.get("step"), int)]
         steps = max(known) if known else None
-    corpus = _library_name(path, errors)
-    if corpus is None and config is not None:
-        try:
-            corpus = corpus_name(config.data)
-        except CharpoetError:
-            corpus = None
+    corpus = _run_corpus(path, config, errors)
     return RunSummary(
         path=path, name=name or path.name, corpus=corpus,
         architecture=" ".join(_arch_parts(config)) if config is not None else None,
@@ -176,6 +245,23 @@ def summarise_run(path: Path, name: str | None = None) -> RunSummary:
         best_val_bpc=float(best["val_bpc"]) if best and _finite(best.get("val_bpc")) else None,
         updated=_newest_mtime(path), error="; ".join(errors) or None,
     )
+
+
+def run_corpus(path: str | os.PathLike[str]) -> str | None:
+    """The name of a run's library (read from the start of its manifest), else the one its
+    configuration gives; None when neither can be read."""
+    run = RunDir(path)
+    return _run_corpus(run.path, _read_config(run, []), [])
+
+
+def _run_corpus(path: Path, config: RunConfig | None, errors: list[str]) -> str | None:
+    corpus = _library_name(path, errors)
+    if corpus is None and config is not None:
+        try:
+            corpus = corpus_name(config.data)
+        except CharpoetError:
+            corpus = None
+    return corpus
 
 
 def _finite(value: Any) -> bool:

@@ -53,14 +53,67 @@ class SampleOptions(SamplingOptions):
 
 
 class LanguageModel:
-    """A trained run loaded for generation: model, tokenizer and config together."""
+    """A trained run loaded for generation: model, tokenizer and config together.
 
-    def __init__(self, model: RNNLM, tokenizer: Tokenizer, config: RunConfig, meta: dict[str, Any]):
+    ``repr(lm)`` says what it is in one line (architecture, size, vocabulary, training, run);
+    in Jupyter it shows as a small table (``_repr_html_``).
+    """
+
+    def __init__(self, model: RNNLM, tokenizer: Tokenizer, config: RunConfig, meta: dict[str, Any], *,
+                 run_dir: Path | None = None, weights: str | None = None, corpus: str | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config
         self.meta = meta  # step and metrics of the loaded weights
         self.device = model.head.weight.device
+        self.run_dir = run_dir  # where it was loaded from (None: a live model, e.g. during training)
+        self.weights = weights  # best or last
+        self.corpus = corpus  # the name of the run's library, when known
+
+    def describe(self) -> dict[str, str]:
+        """What ``repr`` and ``_repr_html_`` show, as labelled strings; "unknown" where unknown."""
+        m, d = self.config.model, self.config.data
+        tokens = d.tokenizer if d.tokenizer == "char" else f"{d.tokenizer} ({d.max_vocab:,} max)"
+        arch = f"{tokens} {m.cell.upper()} {m.num_layers}\u00d7{m.rnn_size}, emb {m.embedding_size}"
+        if m.layer_norm:
+            arch += ", layer norm"
+        trainer = self.meta.get("trainer") if isinstance(self.meta.get("trainer"), dict) else {}  # last weights
+        step = self.meta.get("step", trainer.get("step"))
+        metrics = self.meta.get("metrics") if isinstance(self.meta.get("metrics"), dict) else {}
+        loss, bpc, accuracy = (metrics.get(k) for k in ("val_loss", "val_bpc", "val_accuracy"))
+        if isinstance(loss, (int, float)):
+            label = "best val loss" if self.weights == "best" else "val loss"
+            val = f"{label} {loss:.4g}" + (f" ({bpc:.3g} bpc)" if isinstance(bpc, (int, float)) else "")
+        elif isinstance(trainer.get("best_val_loss"), (int, float)):
+            val = f"val loss unknown (best so far {trainer['best_val_loss']:.4g})"
+        else:
+            val = "val loss unknown"
+        return {
+            "architecture": arch,
+            "parameters": f"{self.model.num_parameters():,}",
+            "vocabulary": f"{self.tokenizer.vocab_size:,}",
+            "trained": f"{step:,} steps" if isinstance(step, int) else "steps unknown",
+            "corpus": self.corpus or "unknown",
+            "validation": val,
+            "accuracy": f"{accuracy:.1%}" if isinstance(accuracy, (int, float)) else "unknown",
+            "weights": self.weights or "unknown",
+            "run": str(self.run_dir) if self.run_dir is not None else "not loaded from a run",
+            "device": str(self.device),
+        }
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        corpus = f"on {d['corpus']}" if self.corpus else "on an unknown corpus"
+        return (f"LanguageModel({d['architecture']}, {d['parameters']} parameters, vocab {d['vocabulary']}; "
+                f"trained {d['trained']} {corpus}; {d['validation']}; {d['run']})")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        d = self.describe()
+        rows = "".join(f'<tr><th style="text-align:left">{html.escape(k)}</th>'
+                       f'<td style="text-align:left">{html.escape(v)}</td></tr>' for k, v in d.items())
+        return f'<table class="charpoet-model"><caption>LanguageModel</caption>{rows}</table>'
 
     def encode_prime(self, prime: str) -> np.ndarray:
         """Token ids of ``prime``; unknown characters are an error, unknown words a warning."""
@@ -139,4 +192,7 @@ def load(run_dir: str | Path, weights: str = "best", device: str = "auto") -> La
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{run.path}: weights do not match config.json: {first}") from None
-    return LanguageModel(model.to(resolve_device(device)), tokenizer, config, meta)
+    from charpoet.runs import run_corpus
+
+    return LanguageModel(model.to(resolve_device(device)), tokenizer, config, meta, run_dir=run.path,
+                         weights=weights, corpus=run_corpus(run.path))
