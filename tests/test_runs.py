@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from charpoet.checkpoint import LAST, RunDir
 from charpoet.cli import app
-from charpoet.cli.runs import format_age
+from charpoet.runs import format_age
 from charpoet.config import ARCHITECTURE_KEYS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from charpoet.corpus import Library, Source
 from charpoet.runs import JOB, RunSummary, corpus_name, expand_job, job_name, list_runs

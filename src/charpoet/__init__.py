@@ -8,6 +8,11 @@ texts and generate new text from them.
     attribution = charpoet.index_for_run("runs/demo").attribute(text, min_len=20)
     print(attribution.copy_rate, attribution.spans)     # shows highlighted in Jupyter
     chat = charpoet.Conversation(lm)                     # chat.say("Who's there?"), undo(), reset()
+    charpoet.list_runs("runs")                           # RunSummary rows; a table in Jupyter
+
+    import charpoet.notebook                             # in Jupyter: live progress, loss plot, samples
+    charpoet.notebook.train(charpoet.RunConfig(), "runs/demo")   # run the cell again to continue
+    charpoet.notebook.plot_history(["runs/demo", "runs/other"], "val_bpc")
 
 The public names are imported on first use (PEP 562), so ``import charpoet`` and the
 commands that need no model (``charpoet --help``, ``corpus``, ``runs``) never import torch.
@@ -42,6 +47,8 @@ _SOURCES = {
     "load": "charpoet.sample",
     "Sampler": "charpoet.sampling",
     "SamplingOptions": "charpoet.sampling",
+    "RunSummary": "charpoet.runs",
+    "list_runs": "charpoet.runs",
     "Stepper": "charpoet.stepper",
     "TrainEvent": "charpoet.train",
     "TrainResult": "charpoet.train",
@@ -55,6 +62,7 @@ if TYPE_CHECKING:
     from charpoet.checkpoint import RunWriteError
     from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from charpoet.errors import CharpoetError, CharpoetWarning
+    from charpoet.runs import RunSummary, list_runs
     from charpoet.sample import LanguageModel, SampleOptions, load
     from charpoet.sampling import Sampler, SamplingOptions
     from charpoet.stepper import Stepper
@@ -73,6 +81,7 @@ __all__ = [
     "LanguageModel",
     "ModelConfig",
     "RunConfig",
+    "RunSummary",
     "RunWriteError",
     "SampleOptions",
     "Sampler",
@@ -82,6 +91,7 @@ __all__ = [
     "TrainEvent",
     "TrainResult",
     "__version__",
+    "list_runs",
     "load",
     "train",
 ]

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from charpoet.errors import CharpoetError, ConfigError
+from charpoet.event_text import copy_figures, eval_line, hms, is_number, rollback_line, stop_line
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -52,11 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["NotebookDisplay", "in_notebook", "plot_history", "train"]
 
 LN2 = math.log(2.0)
-_REASONS = {
-    "epochs": "all epochs done", "time": "time budget used", "steps": "step limit of this session reached",
-    "interrupted": "interrupted; the last state is saved", "early-stop": "validation loss stopped improving",
-    "diverged": "gave up after repeated non-finite losses (try a lower learning rate)",
-}
 _CONTINUES = ("interrupted", "steps")  # stops after which running the same cell again goes on training
 
 
@@ -95,8 +91,9 @@ class NotebookDisplay:
         self._handles: dict[str, Any] = {}  # area -> display handle, created in order at the first event
         self._drawn: dict[str, float] = {}  # area -> monotonic time of its last redraw
         self._pending: set[str] = set()  # areas with news held back by the throttle
-        self._last: TrainEvent | None = None  # the latest step-like event, for the progress bar
+        self._last: TrainEvent | None = None  # the latest "step" event: loss and speed for the progress bar
         self.run_dir: Path | None = None
+        self._eval_step: int | None = None  # step of the evaluation shown
         self.train_points: list[tuple[int, float]] = []  # (step, training loss)
         self.val_points: list[tuple[int, float, float | None]] = []  # (step, val loss, val bpc)
 
@@ -115,7 +112,6 @@ class NotebookDisplay:
             self._last = event
             self._progress(event)
         elif kind == "eval" or (kind == "end" and event.metrics):
-            self._last = event if kind == "eval" else self._last
             self._eval(event)
         if kind == "snapshot":
             self._status(f"snapshot saved at step {event.step:,}", "#555")
@@ -131,23 +127,24 @@ class NotebookDisplay:
         appended below the plot (a notebook) or printed."""
         if not self.notebook:
             for t, att in samples:
-                self._print(f"sample at step {step}, T={t:g}: {_copy_figures(att)}")
+                self._print(f"sample at step {step}, T={t:g}: {copy_figures(att)}")
                 self._print(att.text)
             return
         from charpoet.render import to_html
 
         blocks = [f"<h4 style='margin:0.6em 0 0.2em'>samples at step {step:,}</h4>"]
         for t, att in samples:
-            blocks.append(f"<p style='margin:0.3em 0'><b>T={t:g}</b> · {html.escape(_copy_figures(att))}</p>")
+            blocks.append(f"<p style='margin:0.3em 0'><b>T={t:g}</b> · {html.escape(copy_figures(att))}</p>")
             if att.sources:
                 blocks.append(to_html(att, standalone=False))
             else:  # not attributed (a library above the index limit): the text alone
                 blocks.append(f"<pre style='white-space:pre-wrap'>{html.escape(att.text)}</pre>")
-        self._ipd.display(self._ipd.HTML(f"<div class='charpoet-samples'>{''.join(blocks)}</div>"))
+        text = "\n".join(f"sample at step {step}, T={t:g}: {copy_figures(att)}\n{att.text}" for t, att in samples)
+        self._ipd.display(Markup(f"<div class='charpoet-samples'>{''.join(blocks)}</div>", text))
 
     def flush(self) -> None:
         """Draw whatever the throttle held back."""
-        if "progress" in self._pending and self._last is not None:
+        if "progress" in self._pending and self._last is not None:  # (only step events are held back)
             self._progress(self._last, force=True)
         if "plot" in self._pending:
             self._plot(force=True)
@@ -172,14 +169,18 @@ class NotebookDisplay:
         if not self.notebook:
             self._print("; ".join(parts))
             return
+        self._handles = {}  # a display used again draws in the cell that runs now
+        self._drawn, self._pending, self._last, self._eval_step = {}, set(), None, None
         for area in ("header", "progress", "stats", "status", "plot"):  # one output area, in this order
-            self._show(area, "")
-        self._show("header", f"<b>{html.escape(parts[0])}</b><br>" + " · ".join(html.escape(p) for p in parts[1:]))
+            self._show(area, Markup("", ""))
+        self._show("header", Markup(f"<b>{html.escape(parts[0])}</b><br>" + " · ".join(html.escape(p) for p in parts[1:]),
+                                    "; ".join(parts)))
         self._progress(event, force=True)
         if self.val_points:
             self._plot(force=True)
 
     def _progress(self, event: TrainEvent, force: bool = False) -> None:
+        """The bar at ``event``'s position, with the loss and speed of the latest step event."""
         now = time.monotonic()
         if not self.notebook:
             if event.kind == "step" and event.loss is not None and self._due("progress", now, self.print_every):
@@ -200,16 +201,19 @@ class NotebookDisplay:
         parts.append(f"elapsed {hms(event.elapsed)}")
         if 0 < p < 1 and event.elapsed > 0:
             parts.append(f"remaining {hms(event.elapsed / p * (1 - p))}")
-        self._show("progress", f'<progress value="{p:.4f}" max="1" style="width:40%;vertical-align:middle"></progress> '
-                               + html.escape(" · ".join(parts)))
+        bar = f'<progress value="{p:.4f}" max="1" style="width:40%;vertical-align:middle"></progress> '
+        self._show("progress", Markup(bar + html.escape(" · ".join(parts)), "  ".join(parts)))
 
     def _eval(self, event: TrainEvent) -> None:
         m = event.metrics or {}
+        if event.kind == "end" and self._eval_step == event.step:  # the last evaluation, already shown
+            return
+        self._eval_step = event.step
         if isinstance(m.get("val_loss"), (int, float)):
             self.val_points = [v for v in self.val_points if v[0] != event.step]
             bpc = m.get("val_bpc")
             self.val_points.append((event.step, float(m["val_loss"]), float(bpc) if isinstance(bpc, (int, float)) else None))
-        line = _eval_line(event)
+        line = eval_line(event, remaining=True)
         if not self.notebook:
             self._print(line)
             return
@@ -217,20 +221,20 @@ class NotebookDisplay:
         preview = event.info.get("preview")
         if preview:
             text += _preview_html(preview["y"], preview["yp"])
-        self._show("stats", text)
-        if self._last is not None:
-            self._progress(self._last if event.kind == "eval" else event, force=True)
-        self._plot(force=event.kind == "end")
+        self._show("stats", Markup(text, line))
+        if event.kind == "eval":
+            self._progress(event, force=True)
+        self._plot()
 
     def _rollback(self, event: TrainEvent) -> None:
         to_step = int(event.info.get("to_step", event.step))
         self.train_points = [p for p in self.train_points if p[0] <= to_step]
         self.val_points = [p for p in self.val_points if p[0] <= to_step]
-        self._status(_rollback_line(event), "#b60")
+        self._status(rollback_line(event), "#b60")
 
     def _end(self, event: TrainEvent) -> None:
         reason = str(event.info.get("stop_reason", ""))
-        line = f"stopped at step {event.step:,}: {_REASONS.get(reason, reason)}"
+        line = stop_line(event)
         if reason in _CONTINUES:
             line += "; run the cell again to continue" if self.notebook else "; run it again to continue"
         if self.notebook:
@@ -240,7 +244,7 @@ class NotebookDisplay:
 
     def _status(self, line: str, colour: str) -> None:
         if self.notebook:
-            self._show("status", f'<span style="color:{colour}">{html.escape(line)}</span>')
+            self._show("status", Markup(f'<span style="color:{colour}">{html.escape(line)}</span>', line))
         else:
             self._print(line)
 
@@ -267,10 +271,10 @@ class NotebookDisplay:
             records = RunDir(self.run_dir).read_metrics_log()
         except CharpoetError:
             return [], []
-        train = {r["step"]: float(r["loss"]) for r in records if r.get("kind") == "train" and _number(r.get("loss"))
+        train = {r["step"]: float(r["loss"]) for r in records if r.get("kind") == "train" and is_number(r.get("loss"))
                  and isinstance(r.get("step"), int) and r["step"] <= start}
-        val = {r["step"]: (float(r["val_loss"]), float(r["val_bpc"]) if _number(r.get("val_bpc")) else None)
-               for r in records if r.get("kind") == "eval" and _number(r.get("val_loss"))
+        val = {r["step"]: (float(r["val_loss"]), float(r["val_bpc"]) if is_number(r.get("val_bpc")) else None)
+               for r in records if r.get("kind") == "eval" and is_number(r.get("val_loss"))
                and isinstance(r.get("step"), int) and r["step"] <= start}
         return sorted(train.items()), [(s, *v) for s, v in sorted(val.items())]
 
@@ -281,9 +285,8 @@ class NotebookDisplay:
         self._drawn[area] = now
         return True
 
-    def _show(self, area: str, content: Any) -> None:
-        """Draw ``content`` (HTML text or a display object) in ``area``, in place once it exists."""
-        obj = self._ipd.HTML(content) if isinstance(content, str) else content
+    def _show(self, area: str, obj: Any) -> None:
+        """Draw ``obj`` (anything IPython displays) in ``area``, in place once it exists."""
         handle = self._handles.get(area)
         if handle is None:
             if area not in self._handles:  # an event before "start": open the areas now
@@ -293,6 +296,20 @@ class NotebookDisplay:
 
     def _print(self, line: str) -> None:
         print(line, file=self.file or sys.stdout, flush=True)
+
+
+class Markup:
+    """HTML for the notebook, with the same news as plain text for frontends that show only text
+    (``jupyter console``)."""
+
+    def __init__(self, markup: str, text: str):
+        self.markup, self.text = markup, text
+
+    def _repr_html_(self) -> str:
+        return self.markup
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def train(config: RunConfig, run_dir: str | Path, *, restore: bool | None = None, library: Library | None = None,
@@ -347,6 +364,7 @@ def plot_history(run_dir_or_dirs: str | Path | RunSummary | Iterable[str | Path 
     for one run or several (directories, or ``list_runs`` rows). It shows itself in Jupyter and
     can be saved with ``fig.savefig(path)``.
     """
+    from charpoet.checkpoint import RunDir
     from charpoet.runs import RunSummary, read_history
 
     if isinstance(run_dir_or_dirs, (str, Path, RunSummary)):
@@ -356,8 +374,11 @@ def plot_history(run_dir_or_dirs: str | Path | RunSummary | Iterable[str | Path 
         raise ConfigError("plot_history needs at least one run directory")
     if x not in ("step", "epoch", "elapsed"):
         raise ConfigError(f"x must be step, epoch or elapsed, got {x!r}")
+    for path in paths:
+        if not RunDir(path).exists():
+            raise ConfigError(f"{path} is not a run directory (no config.json)")
     histories = {path: read_history(path) for path in paths}
-    keys = {k for history in histories.values() for h in history for k, v in h.items() if _number(v)}
+    keys = {k for history in histories.values() for h in history for k, v in h.items() if is_number(v)}
     if keys and metric not in keys:
         raise ConfigError(f"no run has {metric!r} in its evaluations; try one of {', '.join(sorted(keys))}")
     names = [p.name for p in paths]
@@ -366,14 +387,15 @@ def plot_history(run_dir_or_dirs: str | Path | RunSummary | Iterable[str | Path 
     for path, name in zip(paths, names):
         points: dict[float, float] = {}
         for h in histories[path]:
-            if _number(h.get(metric)) and _number(h.get(x)):
+            if is_number(h.get(metric)) and is_number(h.get(x)):
                 points[h[x] / 60 if x == "elapsed" else h[x]] = float(h[metric])  # the last record of a step wins
         label = str(path) if names.count(name) > 1 else name
         if points:
             ax.plot(*zip(*sorted(points.items())), marker="o", markersize=3, linewidth=1.2, label=label)
         else:
             ax.plot([], [], label=f"{label} (no evaluations)")
-    ax.set(xlabel={"step": "step", "epoch": "epoch", "elapsed": "training minutes"}[x], ylabel=_METRIC_LABELS.get(metric, metric))
+    ax.set(xlabel={"step": "step", "epoch": "epoch", "elapsed": "training minutes"}[x],
+           ylabel=_METRIC_LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -423,46 +445,9 @@ def _loss_png(train: list[tuple[int, float]], val: list[tuple[int, float, float 
     return fig._repr_png_()
 
 
-def _eval_line(event: TrainEvent) -> str:
-    m = event.metrics or {}
-    parts = [f"step {event.step:,}", f"epoch {event.epoch:.2f}"]
-    if _number(m.get("train_loss")):
-        parts.append(f"train {m['train_loss']:.4f}")
-    if _number(m.get("val_loss")):
-        parts += [f"val {m['val_loss']:.4f}", f"bpc {m['val_bpc']:.3f}", f"acc {m['val_accuracy']:.1%}"]
-    if _number(m.get("remaining")):
-        parts.append(f"remaining {hms(m['remaining'])}")
-    return "  ".join(parts)
-
-
 def _preview_html(y: str, yp: str, width: int = 120) -> str:
     """The target over the argmax prediction, wrong predictions in red (as the terminal shows)."""
     y, yp = y.replace("\n", "⏎")[:width], yp.replace("\n", "⏎")[:width]
     guessed = "".join(html.escape(c) if i < len(y) and y[i] == c else f'<span style="color:#c00">{html.escape(c)}</span>'
                       for i, c in enumerate(yp))
     return (f'<pre style="margin:0.2em 0;font-size:90%">y:  {html.escape(y)}\nyp: {guessed}</pre>')
-
-
-def _rollback_line(event: TrainEvent) -> str:
-    info = event.info
-    what = f"non-finite {info.get('reason') or 'loss'}"
-    count = f"rollback {info.get('rollbacks', '?')}" + (f" of {info['max_rollbacks']}" if info.get("max_rollbacks") else "")
-    return (f"{what} at step {info.get('failed_at', event.step)}: rolled back to step {info.get('to_step', event.step)}, "
-            f"learning rate x{info.get('lr_scale', 1.0):g} ({count})")
-
-
-def _copy_figures(att: Attribution) -> str:
-    if not att.sources:
-        return "not highlighted (the library is too large to index)"
-    longest = 0 if att.longest is None else att.longest.length
-    return f"{att.copy_rate:.1%} copied, longest copy {longest} chars"
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def hms(seconds: float) -> str:
-    """Seconds as h:mm:ss."""
-    s = max(int(round(seconds)), 0)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

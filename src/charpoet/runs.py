@@ -160,14 +160,14 @@ class RunList(list[RunSummary]):
 
 
 HEADER = ("run", "corpus", "architecture", "steps", "val loss", "bpc", "updated")
-_NUMBERS = {"steps", "val loss", "bpc"}  # right-aligned
+NUMBERS = {"steps", "val loss", "bpc"}  # right-aligned, never wrapped
 
 
 def _html_table(runs: list[RunSummary]) -> str:
     """The runs as ``charpoet runs`` lists them, as an HTML table; a run that failed to read is red,
     with the error as its tooltip."""
     now = time.time()
-    style = {name: ' style="text-align:right"' if name in _NUMBERS else ' style="text-align:left"' for name in HEADER}
+    style = {name: ' style="text-align:right"' if name in NUMBERS else ' style="text-align:left"' for name in HEADER}
     head = "".join(f"<th{style[name]}>{name}</th>" for name in HEADER)
     rows = []
     for run in runs:
@@ -306,6 +306,12 @@ def _read_trainer(path: Path, errors: list[str]) -> dict[str, Any]:
     except (OSError, struct.error, ValueError, KeyError, TypeError) as exc:
         errors.append(f"{LAST} is corrupt: {exc}")
         return {}
+
+
+def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """A run's evaluations, oldest first: the "eval" lines of metrics.jsonl, else metrics.json;
+    none when they cannot be read."""
+    return _read_history(Path(path), [])
 
 
 def _read_history(path: Path, errors: list[str]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.text import Text
 
 from charpoet.attribution_types import Attribution
+from charpoet.event_text import copy_figures, eval_line, hms, rollback_line, stop_line
 from charpoet.render import to_rich
 
 if TYPE_CHECKING:
@@ -16,11 +17,6 @@ if TYPE_CHECKING:
 
 _SCALE = 1000  # the bar counts progress in thousandths (epochs or the time budget)
 _PLAIN_EVERY = 60.0  # training seconds between step lines when stderr is not a terminal
-_REASONS = {
-    "epochs": "all epochs done", "time": "time budget used", "steps": "step limit reached",
-    "interrupted": "interrupted; last state saved", "early-stop": "validation loss stopped improving",
-    "diverged": "gave up after repeated non-finite losses",
-}
 
 
 class TrainDisplay:
@@ -65,15 +61,14 @@ class TrainDisplay:
         elif kind == "snapshot":
             self.console.print(Text(f"snapshot saved at step {event.step}", style="dim"))
         elif kind == "rollback":
-            self.console.print(Text(_rollback_line(event), style="yellow"))
+            self.console.print(Text(rollback_line(event), style="yellow"))
         elif kind == "step" and not self.console.is_terminal and event.loss is not None:
             if self._plain_at is None or event.elapsed - self._plain_at >= _PLAIN_EVERY:
                 self._plain_at = event.elapsed
                 self.console.print(Text(f"step {event.step} epoch {event.epoch:.2f} loss {event.loss:.4f} "
                                         f"{event.chars_per_sec:,.0f} chars/s"))
         if kind == "end":
-            reason = info.get("stop_reason", "")
-            self.console.print(f"stopped at step {event.step}: {_REASONS.get(reason, reason)}", markup=False)
+            self.console.print(stop_line(event), markup=False)
 
     def show_samples(self, step: int, samples: list[tuple[float, Attribution]]) -> None:
         """Each sample highlighted by source, under a header with its copy metrics."""
@@ -82,9 +77,7 @@ class TrainDisplay:
                 self.console.print(Text(f"sample at step {step}, T={temperature:g} (not highlighted)", style="bold"))
                 self.console.print(Text(att.text))
                 continue
-            longest = 0 if att.longest is None else att.longest.length
-            self.console.print(Text(f"sample at step {step}, T={temperature:g}: {att.copy_rate:.1%} copied, "
-                                    f"longest {longest} chars", style="bold"))
+            self.console.print(Text(f"sample at step {step}, T={temperature:g}: {copy_figures(att)}", style="bold"))
             self.console.print(to_rich(att))
 
     def _start(self, info: dict[str, Any]) -> None:
@@ -98,21 +91,11 @@ class TrainDisplay:
         )
 
     def _stats(self, event: TrainEvent) -> None:
-        self.console.print(Text(_eval_line(event), style="bold"))
+        self.console.print(Text(eval_line(event), style="bold"))
         self.console.print(Text(_rate_line(event), style="dim"))
         preview = event.info.get("preview")
         if preview:
             self.console.print(_preview(preview["y"], preview["yp"], self.console.width), no_wrap=True, crop=True)
-
-
-def _eval_line(event: TrainEvent) -> str:
-    m = event.metrics or {}
-    parts = [f"step {event.step}", f"epoch {event.epoch:.2f}"]
-    if m.get("train_loss") is not None:
-        parts.append(f"train {m['train_loss']:.4f}")
-    if m.get("val_loss") is not None:
-        parts += [f"val {m['val_loss']:.4f}", f"bpc {m['val_bpc']:.3f}", f"acc {m['val_accuracy']:.1%}"]
-    return "  ".join(parts)
 
 
 def _rate_line(event: TrainEvent) -> str:
@@ -135,19 +118,3 @@ def _preview(y: str, yp: str, width: int) -> Text:
     for i, c in enumerate(yp):
         line.append(c, style=None if i < len(y) and y[i] == c else "red")
     return line
-
-
-def _rollback_line(event: TrainEvent) -> str:
-    info = event.info
-    what = "non-finite loss" if not info.get("reason") else f"non-finite {info['reason']}"
-    count = f"rollback {info.get('rollbacks', '?')}"
-    if info.get("max_rollbacks"):
-        count += f" of {info['max_rollbacks']}"
-    return (f"{what} at step {info.get('failed_at', event.step)}: rolled back to step "
-            f"{info.get('to_step', event.step)}, learning rate x{info.get('lr_scale', 1.0):g} ({count})")
-
-
-def hms(seconds: float) -> str:
-    """Seconds as h:mm:ss."""
-    s = max(int(round(seconds)), 0)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -13,17 +13,13 @@ import typer
 from charpoet.cli import app
 
 
-HEADER = ("run", "corpus", "architecture", "steps", "val loss", "bpc", "updated")
-NUMBERS = {"steps", "val loss", "bpc"}  # right-aligned, never wrapped
-
-
 @app.command()
 def runs(
     directory: Annotated[Path, typer.Argument(help="Directory to search for runs (3 levels deep).")] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per run and line.")] = False,
 ) -> None:
     """List the runs in DIRECTORY: corpus, architecture, steps, best validation loss, last update."""
-    from charpoet.runs import list_runs
+    from charpoet.runs import HEADER, NUMBERS, format_time, list_runs
 
     found = list_runs(directory)
     if not found:
@@ -37,14 +33,10 @@ def runs(
 
     now = time.time()
     header = HEADER
-    rows = [(run.name, run.corpus or "?", run.architecture or "?",
-             "?" if run.steps is None else f"{run.steps:,}",
-             "-" if run.best_val_loss is None else f"{run.best_val_loss:.4f}",
-             "-" if run.best_val_bpc is None else f"{run.best_val_bpc:.3f}",
-             f"{format_time(run.updated)} ({format_age(now - run.updated)})") for run in found]
+    rows = [run.cells(now) for run in found]
     console = Console(highlight=False)
     if console.is_terminal:
-        console.print(_table(header, rows, [bool(run.error) for run in found]))
+        console.print(_table(header, rows, [bool(run.error) for run in found], NUMBERS))
     else:  # a pipe or a file: whole values in aligned columns, one run per line, never wrapped
         rows = [tuple(_printable(c) for c in row) for row in rows]
         widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
@@ -56,13 +48,13 @@ def runs(
             print(f"warning: {run.name}: {run.error}", file=sys.stderr)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], failed: list[bool]) -> Any:
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], failed: list[bool], numbers: set[str]) -> Any:
     """A rich table for a terminal: long names fold, the age dims, runs that failed to read are red."""
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name in header:
-        if name in NUMBERS:
+        if name in numbers:
             table.add_column(name, justify="right", no_wrap=True)
         else:
             table.add_column(name, overflow="fold")  # "updated" wraps before the age on narrow terminals
@@ -73,22 +65,6 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], failed: list[bo
             cells[0] = f"[red]{cells[0]}[/]"
         table.add_row(*cells)
     return table
-
-
-def format_time(timestamp: float) -> str:
-    """Local time to the minute: ``2026-11-22 17:03``."""
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
-
-
-def format_age(seconds: float) -> str:
-    """``just now``, ``5 min ago``, ``3 h ago``, ``2 days ago``."""
-    if seconds < 60:
-        return "just now"
-    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            count = int(seconds // size)
-            return f"{count} {'day' if unit == 'days' and count == 1 else unit} ago"
-    return "just now"
 
 
 def _printable(text: str) -> str:
