@@ -167,3 +167,20 @@ def test_a_failed_upload_does_not_stop_training(tiny_corpus: Path, memory_fs, mo
                     "--stats-every", "5steps", "--no-tensorboard"))
     assert "warning: cannot upload" in result.stderr and "retries the upload" in result.stderr
     assert memory_fs.exists("/bucket/r/config.json") and memory_fs.exists("/bucket/r/last.safetensors")
+
+
+def test_summary_dir_puts_tensorboard_logs_under_a_shared_root(tiny_corpus: Path, tmp_path: Path) -> None:
+    """--summary-dir ROOT: each run's TensorBoard logs in ROOT/<run name>; with %JOB% the path as expanded."""
+    pytest.importorskip("tensorboard")
+    for run, summary in (("runs/a", tmp_path / "board"), ("runs/b", tmp_path / "board"),
+                         ("runs/c", tmp_path / "jobs" / "%JOB%")):
+        ok(cli("train", "--text-path", tiny_corpus, "--checkpoint-path", tmp_path / run, *SMALL,
+               "--num-epochs", "0.3", "--tensorboard", "--summary-dir", str(summary)))
+        assert not (tmp_path / run / "tensorboard").exists()
+    assert sorted(p.name for p in (tmp_path / "board").iterdir()) == ["a", "b"]
+    for name in ("a", "b"):
+        assert list((tmp_path / "board" / name).glob("events.out.tfevents.*"))
+    (job,) = (tmp_path / "jobs").iterdir()
+    assert job.name.startswith("corpus-") and list(job.glob("events.out.tfevents.*"))
+    assert cli("train", "--text-path", tiny_corpus, "--checkpoint-path", tmp_path / "runs/d", *SMALL,
+               "--summary-dir", "memory://board").exit_code == 2

@@ -64,10 +64,13 @@ class TrainingMonitor:
     """
 
     def __init__(self, run_dir: str | Path, *, tensorboard: bool | None = None,
-                 on_samples: SamplesCallback | None = None, min_quote: int = 20):
+                 on_samples: SamplesCallback | None = None, min_quote: int = 20,
+                 tensorboard_dir: str | Path | None = None):
         if tensorboard and not tensorboard_available():
             raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
         self.run_dir = Path(run_dir)
+        # RUN/tensorboard, or a directory of its own under a TensorBoard root shared by many runs
+        self.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir is not None else self.run_dir / TENSORBOARD_DIR
         self.on_samples = on_samples
         self.min_quote = min_quote
         self.enabled = {"samples": True, "tensorboard": tensorboard_available() if tensorboard is None
@@ -193,7 +196,7 @@ class TrainingMonitor:
         from torch.utils.tensorboard import SummaryWriter
 
         self.close()
-        self._writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=purge_step)
+        self._writer = SummaryWriter(str(self.tensorboard_dir), purge_step=purge_step)
         return self._writer
 
     def _log(self, event: TrainEvent, samples: list[tuple[float, Attribution]] | None) -> None:
@@ -202,7 +205,7 @@ class TrainingMonitor:
             # Points after the snapshot being resumed (written by a killed process) are purged;
             # the snapshot's own step is kept, as the resumed loop never logs it again.
             start = int(info.get("start_step", step))
-            old = any((self.run_dir / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
+            old = any(self.tensorboard_dir.glob("events.out.tfevents.*"))
             self._open(start + 1 if start > 0 or old else None)
             return
         if kind == "rollback":  # the loop repeats the steps after the snapshot: drop the failed ones

@@ -74,6 +74,7 @@ def train(
     fresh: Annotated[bool, _opt("Start over even if --checkpoint-path holds a run (the old run is moved aside).", OUTPUT)] = False,
     tensorboard: Annotated[bool | None, _opt("Write TensorBoard logs to RUN/tensorboard [default: on when tensorboard is installed].", OUTPUT, "--tensorboard/--no-tensorboard")] = None,
     log_path: Annotated[Path | None, _opt("Log file [default: RUN/train.log].", OUTPUT)] = None,
+    summary_dir: Annotated[str | None, _opt("TensorBoard logs in DIR/RUN-NAME instead of RUN/tensorboard, so many runs share one TensorBoard root (a DIR with %JOB% is used as it is).", OUTPUT)] = None,
 ) -> None:
     """Train a model, or continue the run in --checkpoint-path; Ctrl-C stops cleanly and keeps the last state."""
     given = {k: v for k, v in locals().items() if v is not None}
@@ -122,11 +123,12 @@ def train(
     from charpoet.monitor import TrainingMonitor
     from charpoet.train import train as train_run
 
+    board = _summary_dir(summary_dir, config, run.path) if summary_dir else None
     created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
     handler = _log_to(log_path or run.path / TRAIN_LOG)
     try:
-        with TrainDisplay() as display, TrainingMonitor(run.path, tensorboard=tensorboard,
+        with TrainDisplay() as display, TrainingMonitor(run.path, tensorboard=tensorboard, tensorboard_dir=board,
                                                         on_samples=display.show_samples) as monitor:
             def on_event(event: TrainEvent) -> None:
                 display(event)
@@ -165,6 +167,22 @@ def train(
         )
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _summary_dir(summary_dir: str, config: RunConfig, run: Path) -> Path:
+    """--summary-dir: DIR/<run name>, or DIR itself with %JOB% expanded; a local directory that can be made."""
+    from charpoet.storage import is_remote
+
+    if is_remote(summary_dir):
+        raise ConfigError(f"--summary-dir must be a local directory, not {summary_dir}")
+    if JOB in summary_dir:
+        board = Path(expand_job(summary_dir, config, corpus_name(config.data)))
+    else:
+        board = Path(summary_dir) / Path(os.path.abspath(run)).name
+    board = board.expanduser()
+    if board.exists() and not board.is_dir():
+        raise ConfigError(f"--summary-dir {board}: is a file, not a directory")
+    return board
 
 
 def _follow(location: RunLocation, overrides: dict[str, dict[str, Any]], new_run_overrides: dict[str, dict[str, Any]],
