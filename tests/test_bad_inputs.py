@@ -116,6 +116,13 @@ def _digest(path: Path) -> dict[str, str]:
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens there
 NO_NET = ["--retries", "0", "--timeout", "2", "--min-interval", "0"]
 
+
+def _out_of_vocabulary_file(w: World) -> Path:
+    """A text none of whose characters are in the good run's vocabulary (``evaluate`` has nothing to score)."""
+    path = w.root / "out-of-vocabulary.txt"
+    path.write_text("xzqQZ\u20ac" * 3, encoding="utf-8")
+    return path
+
 # (id, argv built from the world, words the error line must contain)
 CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     # --- train: texts
@@ -250,6 +257,24 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("attribute-unknown-url-protocol", lambda w: ["attribute", w.files["good"], "--text-path", "nosuch://x"], "unknown protocol"),
     ("attribute-library-truncated", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.broken["library-truncated"]], "sources.bin"),
     ("attribute-not-a-run", lambda w: ["attribute", w.files["good"], "--checkpoint-path", w.files["emptydir"]], "not a charpoet run"),
+    # --- evaluate
+    ("evaluate-no-texts", lambda w: ["evaluate", "--checkpoint-path", w.run], "give the texts"),
+    ("evaluate-missing-file", lambda w: ["evaluate", w.root / "nope.txt", "--checkpoint-path", w.run], "nope.txt"),
+    ("evaluate-empty-file", lambda w: ["evaluate", w.files["empty"], "--checkpoint-path", w.run], "empty"),
+    ("evaluate-blank-file", lambda w: ["evaluate", w.files["blank"], "--checkpoint-path", w.run], "empty"),
+    ("evaluate-binary-file", lambda w: ["evaluate", w.files["binary"], "--checkpoint-path", w.run], "binary"),
+    ("evaluate-utf16-file", lambda w: ["evaluate", w.files["utf16"], "--checkpoint-path", w.run], "UTF-16"),
+    ("evaluate-empty-directory", lambda w: ["evaluate", w.files["emptydir"], "--checkpoint-path", w.run], "no (non-hidden) files"),
+    ("evaluate-glob-matches-nothing", lambda w: ["evaluate", w.root / "*.nothing", "--checkpoint-path", w.run], "no files match"),
+    ("evaluate-all-out-of-vocabulary", lambda w: ["evaluate", _out_of_vocabulary_file(w), "--checkpoint-path", w.run], "nothing to score"),
+    ("evaluate-stdin-twice", lambda w: ["evaluate", "-", "-", "--checkpoint-path", w.run], "more than once"),
+    ("evaluate-run-missing", lambda w: ["evaluate", w.files["good"], "--checkpoint-path", w.root / "nowhere"], "does not exist"),
+    ("evaluate-not-a-run", lambda w: ["evaluate", w.files["good"], "--checkpoint-path", w.files["emptydir"]], "not a charpoet run"),
+    ("evaluate-unknown-protocol", lambda w: ["evaluate", w.files["good"], "--checkpoint-path", "nosuchproto://bucket/run"], "nosuchproto"),
+    ("evaluate-unknown-weights", lambda w: ["evaluate", w.files["good"], "--checkpoint-path", w.run, "--weights", "newest"], "--weights"),
+    ("evaluate-unknown-device", lambda w: ["evaluate", w.files["good"], "--checkpoint-path", w.run, "--device", "tpu"], "--device"),
+    ("evaluate-weights-garbage", lambda w: ["evaluate", w.files["good"], "--checkpoint-path", w.broken["weights-garbage"]], "best.safetensors"),
+    ("evaluate-config-truncated", lambda w: ["evaluate", w.files["good"], "--checkpoint-path", w.broken["config-truncated"]], "config.json"),
     # --- runs
     ("runs-missing-directory", lambda w: ["runs", w.root / "nowhere"], "does not exist"),
     ("runs-on-a-file", lambda w: ["runs", w.files["good"]], "not a directory"),
@@ -350,7 +375,7 @@ def test_an_index_above_the_size_limit_is_one_line_and_exit_2(world: World, args
 def test_the_catalogue_is_large_and_covers_every_command() -> None:
     assert len(CASES) >= 60 and len({i for i, _, _ in CASES}) == len(CASES)
     commands = {i.split("-")[0] for i, _, _ in CASES} | {"-".join(i.split("-")[:2]) for i, _, _ in CASES}
-    assert {"train", "generate", "chat", "attribute", "runs", "serve", "export", "corpus-add", "corpus-search", "corpus-show",
+    assert {"train", "generate", "chat", "attribute", "evaluate", "runs", "serve", "export", "corpus-add", "corpus-search", "corpus-show",
             "corpus-list", "corpus-remove", "corpus-split", "corpus-clean"} <= commands
 
 
@@ -378,6 +403,9 @@ def _api_cases() -> list[tuple[str, Callable[[World], object]]]:
         ("stream-top-p", lambda w: charpoet.load(w.run).stream("a", top_p=0.0)),
         ("chat-bad-options", lambda w: Conversation(charpoet.load(w.run), ChatOptions(top_p=2.0))),
         ("index-missing-run", lambda w: charpoet.index_for_run(w.root / "nowhere")),
+        ("evaluate-missing-run", lambda w: charpoet.evaluate_texts(w.root / "nowhere", [w.files["good"]])),
+        ("evaluate-nothing-to-score", lambda w: charpoet.evaluate_texts(w.run, [_out_of_vocabulary_file(w)])),
+        ("evaluate-unknown-weights", lambda w: charpoet.evaluate_texts(w.run, [w.files["good"]], weights="newest")),
         ("index-library-garbage", lambda w: charpoet.index_for_run(w.broken["library-garbage"])),
         ("train-nan-learning-rate", lambda w: charpoet.train(tiny(w, learning_rate=math.nan), w.root / "new")),
         ("train-impossible-model", lambda w: charpoet.train(

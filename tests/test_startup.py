@@ -78,7 +78,7 @@ def test_public_names_resolve() -> None:
 
 
 def test_help_needs_no_torch(tmp_path: Path) -> None:
-    commands = ["train", "generate", "chat", "attribute", "runs", "corpus"]
+    commands = ["train", "generate", "chat", "attribute", "evaluate", "runs", "corpus"]
     corpus = ["search", "add", "list", "show", "remove", "clean", "split"]
     result = run_cli(tmp_path, [], ["--help"], *[[c, "--help"] for c in commands],
                      *[["corpus", c, "--help"] for c in corpus])

@@ -7,6 +7,7 @@ texts and generate new text from them.
     text = lm.generate("ROMEO:", length=200, temperature=0.8)[0]
     attribution = charpoet.index_for_run("runs/demo").attribute(text, min_len=20)
     print(attribution.copy_rate, attribution.spans)     # shows highlighted in Jupyter
+    scores = charpoet.evaluate_texts(lm, ["test.txt"])   # loss, bpc, accuracy per text and in total
     chat = charpoet.Conversation(lm)                     # chat.say("Who's there?"), undo(), reset()
     charpoet.list_runs("runs")                           # RunSummary rows; a table in Jupyter
 
@@ -42,6 +43,8 @@ _SOURCES = {
     "TrainConfig": "charpoet.config",
     "CharpoetError": "charpoet.errors",
     "CharpoetWarning": "charpoet.errors",
+    "Evaluation": "charpoet.evaluate",
+    "evaluate_texts": "charpoet.evaluate",
     "LanguageModel": "charpoet.sample",
     "SampleOptions": "charpoet.sample",
     "load": "charpoet.sample",
@@ -62,6 +65,7 @@ if TYPE_CHECKING:
     from charpoet.checkpoint import RunWriteError
     from charpoet.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from charpoet.errors import CharpoetError, CharpoetWarning
+    from charpoet.evaluate import Evaluation, evaluate_texts
     from charpoet.runs import RunSummary, list_runs
     from charpoet.sample import LanguageModel, SampleOptions, load
     from charpoet.sampling import Sampler, SamplingOptions
@@ -78,6 +82,7 @@ __all__ = [
     "Conversation",
     "CharpoetWarning",
     "DataConfig",
+    "Evaluation",
     "LanguageModel",
     "ModelConfig",
     "RunConfig",
@@ -91,6 +96,7 @@ __all__ = [
     "TrainEvent",
     "TrainResult",
     "__version__",
+    "evaluate_texts",
     "list_runs",
     "load",
     "train",

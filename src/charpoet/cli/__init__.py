@@ -1,4 +1,4 @@
-"""Command-line interface: ``charpoet train | generate | chat | attribute | corpus | runs | serve | export``.
+"""Command-line interface: ``charpoet train | generate | chat | attribute | evaluate | corpus | runs | serve | export``.
 
 Thin typer commands over the library. ``CharpoetCLI.main`` is the one place where errors
 become output: a user error (bad option, missing file, corrupt run) prints ``error: ...``
@@ -107,6 +107,7 @@ app = typer.Typer(
 from charpoet.cli import attribute as _attribute  # noqa: E402,F401  (registers commands)
 from charpoet.cli import chat as _chat  # noqa: E402,F401
 from charpoet.cli import corpus as _corpus  # noqa: E402,F401
+from charpoet.cli import evaluate as _evaluate  # noqa: E402,F401
 from charpoet.cli import export as _export  # noqa: E402,F401
 from charpoet.cli import generate as _generate  # noqa: E402,F401
 from charpoet.cli import runs as _runs  # noqa: E402,F401
