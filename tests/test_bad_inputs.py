@@ -123,6 +123,13 @@ def _out_of_vocabulary_file(w: World) -> Path:
     path.write_text("xzqQZ\u20ac" * 3, encoding="utf-8")
     return path
 
+
+def _prefix(w: World, name: str, *parts: str) -> Path:
+    """``--data-prefix ROOT/NAME`` with only ``NAME.PART.txt`` of ``parts`` written (good text)."""
+    for part in parts:
+        shutil.copy(w.files["good"], w.root / f"{name}.{part}.txt")
+    return w.root / name
+
 # (id, argv built from the world, words the error line must contain)
 CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     # --- train: texts
@@ -141,6 +148,18 @@ CASES: list[tuple[str, Callable[[World], list[object]], str]] = [
     ("train-damaged-library", lambda w: ["train", "--library", w.library, "--checkpoint-path", w.root / "new"], "library.json"),
     ("train-unknown-corpus", lambda w: ["train", "--corpus", "klingon-poetry", "--checkpoint-path", w.root / "new"], "klingon-poetry"),
     ("train-text-and-library", lambda w: ["train", "--text-path", w.files["good"], "--library", "x", "--checkpoint-path", w.root / "new"], "only one of"),
+    # --- train: validation and test sources given apart
+    ("train-valid-path-missing", lambda w: ["train", "--text-path", w.files["good"], "--valid-path", w.root / "no-valid.txt", "--checkpoint-path", w.root / "new"], "no-valid.txt"),
+    ("train-valid-path-empty", lambda w: ["train", "--text-path", w.files["good"], "--valid-path", w.files["empty"], "--checkpoint-path", w.root / "new"], "empty"),
+    ("train-valid-path-binary", lambda w: ["train", "--text-path", w.files["good"], "--valid-path", w.files["binary"], "--checkpoint-path", w.root / "new"], "binary"),
+    ("train-test-path-missing", lambda w: ["train", "--text-path", w.files["good"], "--test-path", w.root / "no-test.txt", "--checkpoint-path", w.root / "new"], "no-test.txt"),
+    ("train-test-path-empty", lambda w: ["train", "--text-path", w.files["good"], "--test-path", w.files["empty"], "--checkpoint-path", w.root / "new"], "empty"),
+    ("train-test-path-binary", lambda w: ["train", "--text-path", w.files["good"], "--test-path", w.files["binary"], "--checkpoint-path", w.root / "new"], "binary"),
+    ("train-valid-path-and-fraction", lambda w: ["train", "--text-path", w.files["good"], "--valid-path", w.files["good"], "--valid-fraction", "0.2", "--checkpoint-path", w.root / "new"], "--valid-fraction"),
+    ("train-data-prefix-no-files", lambda w: ["train", "--data-prefix", _prefix(w, "nothing"), "--checkpoint-path", w.root / "new"], "nothing.train.txt"),
+    ("train-data-prefix-no-valid", lambda w: ["train", "--data-prefix", _prefix(w, "halfway", "train", "test"), "--checkpoint-path", w.root / "new"], "halfway.valid.txt"),
+    ("train-data-prefix-no-train", lambda w: ["train", "--data-prefix", _prefix(w, "untrained", "valid"), "--checkpoint-path", w.root / "new"], "untrained.train.txt"),
+    ("train-data-prefix-and-text-path", lambda w: ["train", "--data-prefix", _prefix(w, "both", "train", "valid"), "--text-path", w.files["good"], "--checkpoint-path", w.root / "new"], "--data-prefix"),
     # --- train: sizes and numbers
     ("train-zero-rnn-size", lambda w: ["train", "--text-path", w.files["good"], "--rnn-size", "0", "--checkpoint-path", w.root / "new"], "--rnn-size"),
     ("train-impossible-rnn-size", lambda w: ["train", "--text-path", w.files["good"], "--rnn-size", "10000000", "--checkpoint-path", w.root / "new"], "memory"),
@@ -411,6 +430,12 @@ def _api_cases() -> list[tuple[str, Callable[[World], object]]]:
         ("train-impossible-model", lambda w: charpoet.train(
             RunConfig(model=ModelConfig(rnn_size=10**7), data=tiny(w).data, train=tiny(w).train), w.root / "new")),
         ("train-run-under-a-file", lambda w: charpoet.train(tiny(w), w.files["plainfile"] / "run")),
+        ("train-valid-path-binary", lambda w: charpoet.train(
+            RunConfig(model=tiny(w).model, data=DataConfig(text_path=[str(w.files["good"])], valid_path=[str(w.files["binary"])]),
+                      train=tiny(w).train), w.root / "new")),
+        ("train-test-path-missing", lambda w: charpoet.train(
+            RunConfig(model=tiny(w).model, data=DataConfig(text_path=[str(w.files["good"])], test_path=[str(w.root / "no-test.txt")]),
+                      train=tiny(w).train), w.root / "new")),
         ("train-restore-config-truncated", lambda w: charpoet.train(tiny(w), w.broken["config-truncated"], restore=True)),
         ("config-from-dict-infinite", lambda w: RunConfig.from_dict({"model": {"rnn_size": math.inf}})),
     ]

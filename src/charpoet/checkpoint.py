@@ -51,8 +51,8 @@ if TYPE_CHECKING:  # torch and the tokenizer (numpy) are imported where tensors 
     from charpoet.tokenizer import Tokenizer
 
 from charpoet.runfiles import (  # noqa: F401 - the names other modules take from here
-    BEST, CONFIG, LAST, LEGACY_LIBRARY, LIBRARY_MANIFEST, LIBRARY_TEXTS, METRICS, METRICS_LOG, RUN_FILES, SAMPLES_LOG,
-    TOKENS_DIR, TRAIN_LOG, VOCAB,
+    BEST, CONFIG, LAST, LEGACY_LIBRARY, LIBRARY_MANIFEST, LIBRARY_PARTS, LIBRARY_TEXTS, METRICS, METRICS_LOG, RUN_FILES,
+    SAMPLES_LOG, TEST_MANIFEST, TEST_TEXTS, TOKENS_DIR, TRAIN_LOG, VALID_MANIFEST, VALID_TEXTS, VOCAB,
 )
 
 
@@ -175,31 +175,35 @@ class RunDir:
         except CheckpointError as exc:
             raise CheckpointError(f"{self.path / VOCAB} is corrupt: {exc}") from None
 
-    def write_library(self, library: Library) -> Library:
-        """Copy the sources into the run (streamed: ``sources.json`` + ``sources.bin``); returns the
-        stored library, which reads from the run from now on."""
+    def write_library(self, library: Library, part: str = "train") -> Library:
+        """Copy sources into the run (streamed: ``sources.json`` + ``sources.bin``, or the validation or
+        test ``part``'s files); returns the stored library, which reads from the run from now on."""
         from charpoet.corpus.store import write_library_store
 
-        for temp in self.path.glob(f".{LIBRARY_TEXTS}.*.tmp"):  # a copy a killed process left (as big as the texts)
+        manifest, texts = LIBRARY_PARTS[part]
+        for temp in self.path.glob(f".{texts}.*.tmp"):  # a copy a killed process left (as big as the texts)
             temp.unlink(missing_ok=True)
-        with writing(self.path / LIBRARY_TEXTS):
-            stored = write_library_store(library, self.path / LIBRARY_MANIFEST, self.path / LIBRARY_TEXTS)
-        (self.path / LEGACY_LIBRARY).unlink(missing_ok=True)
+        with writing(self.path / texts):
+            stored = write_library_store(library, self.path / manifest, self.path / texts)
+        if part == "train":
+            (self.path / LEGACY_LIBRARY).unlink(missing_ok=True)
         return stored
 
-    def read_library(self) -> Library:
-        """The run's sources (streamed from the run); older runs keep ``library.json.gz``."""
+    def read_library(self, part: str = "train") -> Library:
+        """The run's sources (streamed from the run); older runs keep ``library.json.gz``. ``part``:
+        ``valid`` or ``test`` for the validation or test sources given apart (``has_library`` first)."""
         from charpoet.corpus.store import read_library_store
 
+        manifest = LIBRARY_PARTS[part][0]
         try:
-            if not (self.path / LIBRARY_MANIFEST).exists() and (self.path / LEGACY_LIBRARY).exists():
+            if part == "train" and not (self.path / manifest).exists() and (self.path / LEGACY_LIBRARY).exists():
                 return load_library_file(self.path / LEGACY_LIBRARY)
-            return read_library_store(self.path / LIBRARY_MANIFEST)
+            return read_library_store(self.path / manifest)
         except CharpoetError as exc:
             raise CheckpointError(str(exc)) from None
 
-    def has_library(self) -> bool:
-        return (self.path / LIBRARY_MANIFEST).is_file() or (self.path / LEGACY_LIBRARY).is_file()
+    def has_library(self, part: str = "train") -> bool:
+        return (self.path / LIBRARY_PARTS[part][0]).is_file() or (part == "train" and (self.path / LEGACY_LIBRARY).is_file())
 
     def library_stamp(self) -> float | None:
         """Modification time of the run's library (to notice that it was replaced), None without one."""

@@ -67,6 +67,9 @@ class DataConfig:
     """Where the text comes from, how it is tokenized and batched."""
 
     text_path: list[str] = field(default_factory=list)  # files, directories, globs
+    valid_path: list[str] = field(default_factory=list)  # validation sources (the training ones are then used whole)
+    test_path: list[str] = field(default_factory=list)  # test sources, scored at the end of training
+    data_prefix: str = ""  # DIR/NAME: NAME.train.txt, NAME.valid.txt and (if there) NAME.test.txt
     library: str = ""  # a book library (`charpoet corpus add`): name or directory
     corpus: str = "shakespeare"  # built-in corpus used when neither text_path nor library is set
     tokenizer: str = "char"  # char | word
@@ -81,6 +84,9 @@ class DataConfig:
     def validate(self) -> None:
         if self.text_path and self.library:
             raise ConfigError("give either --text-path or --library, not both")
+        if self.data_prefix and (self.text_path or self.library or self.valid_path or self.test_path):
+            raise ConfigError("--data-prefix names the training, validation and test files itself: give it without "
+                              "--text-path, --library, --valid-path and --test-path")
         _choice("tokenizer", self.tokenizer, TOKENIZERS)
         _at_least("max-vocab", self.max_vocab, 2)
         if not 0.0 < self.valid_fraction < 1.0:
@@ -189,6 +195,23 @@ ARCHITECTURE_KEYS = {
     "model": ("cell", "num_layers", "rnn_size", "embedding_size", "layer_norm"),
     "data": ("tokenizer", "max_vocab", "valid_fraction"),
 }
+
+
+def resolve_prefix(data: DataConfig) -> DataConfig:
+    """``--data-prefix DIR/NAME`` as the paths it names (the TF-Estimator seed's convention; ``charpoet
+    corpus split`` writes the same names): NAME.train.txt, NAME.valid.txt and NAME.test.txt if it exists."""
+    if not data.data_prefix:
+        return data
+    import os
+
+    prefix = os.path.expanduser(data.data_prefix)
+    named = {part: f"{prefix}.{part}.txt" for part in ("train", "valid", "test")}
+    missing = [path for part, path in named.items() if part != "test" and not os.path.isfile(path)]
+    if missing:
+        raise ConfigError(f"--data-prefix {data.data_prefix}: {' and '.join(missing)} not found "
+                          f"(it reads PREFIX.train.txt, PREFIX.valid.txt and, if there, PREFIX.test.txt)")
+    return dataclasses.replace(data, data_prefix="", text_path=[named["train"]], valid_path=[named["valid"]],
+                               test_path=[named["test"]] if os.path.isfile(named["test"]) else [])
 
 
 def from_dict(cls: type, d: dict[str, Any], where: str = "") -> Any:

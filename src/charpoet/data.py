@@ -128,6 +128,68 @@ def fit_tokenizer(kind: str, library: Library, max_vocab: int) -> Tokenizer:
 # --- encoding -----------------------------------------------------------------------------------
 
 
+OOV_EXAMPLES = 10  # distinct out-of-vocabulary characters or words named in a report
+
+
+@dataclass
+class KnownChunk:
+    """A chunk of a text encoded with a run's vocabulary, whatever the text holds."""
+
+    characters: int  # characters of the chunk
+    ids: np.ndarray  # token ids: out-of-vocabulary characters left out (char), unknown words as <unk> (word)
+    oov: int  # those characters or words
+    examples: list[str]  # the distinct ones, in order of appearance
+
+
+def encode_known(tokenizer: Tokenizer, source: Source, max_chars: int | None = None) -> Iterator[KnownChunk]:
+    """A source of any text (a validation, test or evaluated one) in bounded, piece-safe chunks: characters a
+    char vocabulary lacks are skipped and counted; a word vocabulary reads unknown words as ``<unk>``
+    (scored as such) and counts them."""
+    vocab = set(tokenizer.chars) if tokenizer.kind == "char" else None  # type: ignore[attr-defined]
+    unk = getattr(tokenizer, "unk_id", None)
+    for text in piece_safe_chunks(source.chunks(max_chars or ENCODE_CHUNK_CHARS)):
+        examples: list[str] = []
+        if vocab is not None:
+            unknown = set(text) - vocab
+            oov = 0
+            if unknown:
+                examples = sorted(unknown, key=text.index)[:OOV_EXAMPLES]
+                oov = sum(text.count(c) for c in unknown)
+                ids = tokenizer.encode(text.translate(dict.fromkeys(map(ord, unknown))))
+            else:
+                ids = tokenizer.encode(text)
+            yield KnownChunk(len(text), ids, oov, examples)
+        else:
+            pieces = tokenizer.pieces(text)
+            ids = tokenizer.encode_pieces(pieces)  # type: ignore[attr-defined]
+            missing = np.flatnonzero(ids == unk)
+            for i in missing:
+                if len(examples) >= OOV_EXAMPLES:
+                    break
+                if pieces[i] not in examples:
+                    examples.append(pieces[i])
+            yield KnownChunk(len(text), ids, len(missing), examples)
+
+
+def encode_apart(library: Library, tokenizer: Tokenizer) -> tuple[TokenSplit, int]:
+    """Validation sources given apart (``--valid-path``), all of each as the validation split: the
+    split and its out-of-vocabulary count (``encode_known``'s rule). Held in memory (small dtype)."""
+    arrays, starts, covered, oov = [], [0], 0, 0
+    for source in library.sources:
+        count = 0
+        for chunk in encode_known(tokenizer, source):
+            arrays.append(chunk.ids.astype(ids_dtype(tokenizer.vocab_size)))
+            count += len(chunk.ids)
+            covered += len(chunk.ids) if tokenizer.kind == "char" else chunk.characters  # as evaluate's bpc
+            oov += chunk.oov
+        starts.append(starts[-1] + count)
+    ids = np.concatenate(arrays) if arrays else np.zeros(0, dtype=ids_dtype(tokenizer.vocab_size))
+    split = TokenSplit(ids, np.array(starts, dtype=np.int64), np.zeros(len(library), dtype=np.int64), None, covered)
+    return split, oov
+
+
+
+
 def encode_library(library: Library, tokenizer: Tokenizer, valid_fraction: float) -> Dataset:
     """Tokenize every source's train and validation parts in memory, keeping provenance.
 

@@ -48,12 +48,12 @@ from charpoet.corpus import Library, Source, library_from_paths
 from charpoet.errors import ConfigError, CorpusError
 from charpoet.model import RNNLM, State
 from charpoet.sample import LanguageModel, load
-from charpoet.tokenizer import Tokenizer, piece_safe_chunks
+from charpoet.data import OOV_EXAMPLES, encode_known
+from charpoet.tokenizer import Tokenizer
 
 LN2 = math.log(2.0)
 CHUNK_TOKENS = 4096  # tokens per forward call (logits: chunk x vocabulary floats)
 TEXT_CHUNK_CHARS = 1 << 20  # characters read and tokenized at a time
-OOV_EXAMPLES = 10  # distinct out-of-vocabulary characters (or words) listed per source
 
 
 @dataclass(frozen=True)
@@ -160,32 +160,17 @@ def _score_source(model: RNNLM, tokenizer: Tokenizer, source: Source, chunk_toke
     stream = _Stream(model, chunk_tokens)
     characters = oov = 0
     examples: dict[str, None] = {}  # ordered set
-    vocab = set(tokenizer.chars) if tokenizer.kind == "char" else None  # type: ignore[attr-defined]
-    unk = getattr(tokenizer, "unk_id", None)
+    vocab = tokenizer.kind == "char" or None
     was_training = model.training
     model.eval()
     try:
-        for text in piece_safe_chunks(source.chunks(TEXT_CHUNK_CHARS)):
-            characters += len(text)
-            if vocab is not None:  # char run: unknown characters leave the stream
-                unknown = set(text) - vocab
-                if unknown:
-                    for c in sorted(unknown, key=text.index):
-                        if len(examples) < OOV_EXAMPLES:
-                            examples.setdefault(c)
-                    oov += sum(text.count(c) for c in unknown)
-                    text = text.translate(dict.fromkeys(map(ord, unknown)))
-                ids = tokenizer.encode(text)
-            else:  # word run: unknown pieces are <unk>, scored as such
-                pieces = tokenizer.pieces(text)
-                ids = tokenizer.encode_pieces(pieces)  # type: ignore[attr-defined]
-                missing = np.flatnonzero(ids == unk)
-                oov += len(missing)
-                for i in missing:
-                    if len(examples) >= OOV_EXAMPLES:
-                        break
-                    examples.setdefault(pieces[i])
-            stream.add(ids)
+        for chunk in encode_known(tokenizer, source, TEXT_CHUNK_CHARS):  # skipped (char) or <unk> (word)
+            characters += chunk.characters
+            oov += chunk.oov
+            for example in chunk.examples:
+                if len(examples) < OOV_EXAMPLES:
+                    examples.setdefault(example)
+            stream.add(chunk.ids)
         stream.finish()
     finally:
         model.train(was_training)

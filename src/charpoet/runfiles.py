@@ -10,6 +10,8 @@ surfaces refuse to overwrite them with an output option). Nothing here imports t
     best.safetensors                train         yes       yes      weights with the lowest validation loss
     last.safetensors                train         yes       yes      weights + optimizer, cursor, hidden state
     sources.json, sources.bin       checkpoint    no        yes      the sources (manifest; texts)
+    valid.json, valid.bin           checkpoint    no        yes      validation sources (--valid-path)
+    test.json, test.bin             checkpoint    no        yes      test sources (--test-path)
     library.json.gz                 checkpoint    no        yes      the sources of older runs (read only)
     metrics.json, metrics.jsonl     train         no        yes      evaluations; every logged step
     samples.jsonl, samples/         monitor       no        yes      training samples
@@ -44,6 +46,11 @@ LAST = "last.safetensors"
 LIBRARY_MANIFEST = "sources.json"
 LIBRARY_TEXTS = "sources.bin"
 LEGACY_LIBRARY = "library.json.gz"
+VALID_MANIFEST, VALID_TEXTS = "valid.json", "valid.bin"
+TEST_MANIFEST, TEST_TEXTS = "test.json", "test.bin"
+# the run's stored libraries: its training sources, and the validation and test sources given apart
+LIBRARY_PARTS = {"train": (LIBRARY_MANIFEST, LIBRARY_TEXTS), "valid": (VALID_MANIFEST, VALID_TEXTS),
+                 "test": (TEST_MANIFEST, TEST_TEXTS)}
 METRICS = "metrics.json"
 METRICS_LOG = "metrics.jsonl"
 SAMPLES_LOG = "samples.jsonl"
@@ -62,6 +69,10 @@ DECLARED = (
     RunFile(LIBRARY_MANIFEST, "checkpoint", False, True),
     RunFile(LIBRARY_TEXTS, "checkpoint", False, True),
     RunFile(LEGACY_LIBRARY, "checkpoint", False, True),
+    RunFile(VALID_MANIFEST, "checkpoint", False, True),
+    RunFile(VALID_TEXTS, "checkpoint", False, True),
+    RunFile(TEST_MANIFEST, "checkpoint", False, True),
+    RunFile(TEST_TEXTS, "checkpoint", False, True),
     RunFile(METRICS, "train", False, True),
     RunFile(METRICS_LOG, "train", False, True),
     RunFile(SAMPLES_LOG, "monitor", False, True),

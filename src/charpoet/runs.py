@@ -13,7 +13,7 @@ training again with the same ``%JOB%`` path continues the same run (the idea com
 the ``--job-dir job/%JOB%`` convention of a TensorFlow char-RNN trainer).
 
 ``list_runs(root)`` summarises every run below ``root`` cheaply: it reads JSON files, the
-first bytes of ``library.json.gz`` and only the header of ``last.safetensors``, never the
+first bytes of ``sources.json`` (``library.json.gz``) and only the header of ``last.safetensors``, never the
 weights. A damaged run is still listed, with what could be read and an ``error``. The list
 (a ``RunList``) and each ``RunSummary`` show as a table in Jupyter (``_repr_html_``).
 """
@@ -116,6 +116,7 @@ class RunSummary:
     best_val_bpc: float | None
     updated: float  # newest mtime of the run's files (seconds since the epoch)
     error: str | None = None  # what could not be read
+    test_bpc: float | None = None  # on the test texts (--test-path), at the end of training
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "path": str(self.path)}
@@ -127,6 +128,7 @@ class RunSummary:
                 "?" if self.steps is None else f"{self.steps:,}",
                 "-" if self.best_val_loss is None else f"{self.best_val_loss:.4f}",
                 "-" if self.best_val_bpc is None else f"{self.best_val_bpc:.3f}",
+                "-" if self.test_bpc is None else f"{self.test_bpc:.3f}",
                 f"{format_time(self.updated)} ({age})")
 
     def __repr__(self) -> str:
@@ -159,8 +161,8 @@ class RunList(list[RunSummary]):
         return _html_table(self)
 
 
-HEADER = ("run", "corpus", "architecture", "steps", "val loss", "bpc", "updated")
-NUMBERS = {"steps", "val loss", "bpc"}  # right-aligned, never wrapped
+HEADER = ("run", "corpus", "architecture", "steps", "val loss", "bpc", "test bpc", "updated")
+NUMBERS = {"steps", "val loss", "bpc", "test bpc"}  # right-aligned, never wrapped
 
 
 def _html_table(runs: list[RunSummary]) -> str:
@@ -244,6 +246,7 @@ def summarise_run(path: Path, name: str | None = None) -> RunSummary:
         steps=steps, best_val_loss=best_loss,
         best_val_bpc=float(best["val_bpc"]) if best and _finite(best.get("val_bpc")) else None,
         updated=_newest_mtime(path), error="; ".join(errors) or None,
+        test_bpc=next((float(h["test_bpc"]) for h in reversed(history) if _finite(h.get("test_bpc"))), None),
     )
 
 
@@ -315,10 +318,10 @@ def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def _read_history(path: Path, errors: list[str]) -> list[dict[str, Any]]:
-    """Evaluations from metrics.jsonl ("eval" lines) if present, else metrics.json."""
+    """Evaluations from metrics.jsonl ("eval" and "test" lines) if present, else metrics.json."""
     try:
         if (path / METRICS_LOG).is_file():
-            return [r for r in read_jsonl(path / METRICS_LOG) if r.get("kind") == "eval"]
+            return [r for r in read_jsonl(path / METRICS_LOG) if r.get("kind") in ("eval", "test")]
         return [h for h in RunDir(path).read_metrics() if isinstance(h, dict)]
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(f"metrics are unreadable: {exc}")

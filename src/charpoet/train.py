@@ -36,12 +36,13 @@ import torch
 
 from charpoet.cadence import Cadence
 from charpoet.checkpoint import (
-    BEST, LAST, LIBRARY_MANIFEST, LIBRARY_TEXTS, TOKENS_DIR, VOCAB, RunDir, RunWriteError, TrainingState,
+    BEST, LAST, LIBRARY_MANIFEST, LIBRARY_TEXTS, TEST_MANIFEST, TEST_TEXTS, TOKENS_DIR, VALID_MANIFEST, VALID_TEXTS,
+    VOCAB, RunDir, RunWriteError, TrainingState,
     check_compatible, load_training_state, save_training_state,
 )
-from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig
-from charpoet.corpus import Library, load_data_library
-from charpoet.data import EvalRows, StreamBatches, fit_tokenizer, tokenize_library
+from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig, resolve_prefix
+from charpoet.corpus import Library, library_from_paths, load_data_library
+from charpoet.data import Dataset, EvalRows, StreamBatches, encode_apart, fit_tokenizer, tokenize_library
 from charpoet.distributed import DistributedStep, Group, join, split_rows
 from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError, PeerError
 from charpoet.model import RNNLM, State, count_parameters, sequence_loss
@@ -225,12 +226,20 @@ def prepare_run(
     if restore:
         run.require().check_writable()
         stored = run.read_config()
+        config_given = config.data
         if config.model.auto_size:  # the size was chosen when the run was created
             config = replace(config, model=replace(config.model, rnn_size=stored.model.rnn_size))
         check_compatible(stored, {section: {key: getattr(getattr(config, section), key) for key in keys}
                                   for section, keys in ARCHITECTURE_KEYS.items()})
         config = replace(config, model=replace(config.model, vocab_size=stored.model.vocab_size),
-                         data=replace(config.data, eval_max_tokens=stored.data.eval_max_tokens))  # comparable losses
+                         data=replace(config.data, eval_max_tokens=stored.data.eval_max_tokens,  # comparable losses
+                                      valid_path=stored.data.valid_path, test_path=stored.data.test_path))
+        for part, given in (("valid", config_given.valid_path), ("test", config_given.test_path)):
+            if given and given != getattr(stored.data, f"{part}_path"):
+                flag = f"--{part}-path"
+                raise CheckpointError(f"the run in {run.path} was trained with other {flag} texts "
+                                      f"({', '.join(getattr(stored.data, f'{part}_path')) or 'none'}); continue it "
+                                      f"without {flag} (it keeps its own copies), or start a new run")
         stored_library = run.read_library()
         if library is not None and library.fingerprint() != stored_library.fingerprint():
             raise CheckpointError(
@@ -246,8 +255,13 @@ def prepare_run(
     run.check_writable()
     if library is None:
         library = load_data_library(config.data)
+    # validation and test sources given apart (checked before anything is written): the run keeps copies too
+    apart = {part: library_from_paths(paths) for part, paths in (("valid", config.data.valid_path),
+                                                                  ("test", config.data.test_path)) if paths}
     run.path.mkdir(parents=True, exist_ok=True)
     library = run.write_library(library)  # copied in once, streamed: from now on the run reads its own copy
+    for part, texts in apart.items():
+        run.write_library(texts, part)
     # The vocabulary covers the whole library (as nanoGPT and word_language_model do), so
     # a character that only occurs in a validation part can still be evaluated.
     tokenizer = fit_tokenizer(config.data.tokenizer, library, config.data.max_vocab)
@@ -281,6 +295,7 @@ def train(
     prepared run and ``on_node`` (the first rank of every other machine) downloads it.
     """
     config.validate()
+    config = replace(config, data=resolve_prefix(config.data))  # --data-prefix: the paths it names, stored
     run = RunDir(run_dir)
     if restore is None:
         restore = run.exists()
@@ -344,7 +359,8 @@ def train(
         group.close()
 
 
-NEW_RUN_FILES = (LIBRARY_MANIFEST, LIBRARY_TEXTS, VOCAB, TOKENS_DIR)  # what a new run writes before config.json
+NEW_RUN_FILES = (LIBRARY_MANIFEST, LIBRARY_TEXTS, VALID_MANIFEST, VALID_TEXTS, TEST_MANIFEST, TEST_TEXTS, VOCAB,
+                 TOKENS_DIR)  # what a new run writes before config.json
 
 
 def _discard(run: RunDir, created: bool, existed: set[str]) -> None:
@@ -422,7 +438,18 @@ class _Session:
         self.dtype = resolve_precision(config.train.precision, self.device)
         torch.manual_seed(config.train.seed)
         # the token ids live in RUN/tokens, memory-mapped (encoded once, streamed; reused on a restart)
-        self.data = tokenize_library(library, tokenizer, config.data.valid_fraction, run.path / TOKENS_DIR)
+        self.valid_oov = 0  # validation characters (char) or words (word) outside the vocabulary
+        if run.has_library("valid"):  # --valid-path: the training sources whole, the validation ones apart
+            train_split = tokenize_library(library, tokenizer, 0.0, run.path / TOKENS_DIR).train
+            valid_split, self.valid_oov = encode_apart(run.read_library("valid"), tokenizer)
+            self.data = Dataset(train_split, valid_split)
+            if self.valid_oov and new_run:
+                what = "characters" if tokenizer.kind == "char" else "words"
+                rule = "skipped" if tokenizer.kind == "char" else "read as <unk>"
+                warnings.warn(f"{self.valid_oov:,} {what} of the validation texts are not in the training texts' "
+                              f"vocabulary: {rule} (counted as valid_oov in metrics.json)", CharpoetWarning, stacklevel=3)
+        else:
+            self.data = tokenize_library(library, tokenizer, config.data.valid_fraction, run.path / TOKENS_DIR)
         rows = None
         if self.group.distributed:
             most = len(self.data.train) // (config.data.seq_len + 1)
@@ -647,8 +674,26 @@ class _Session:
             metrics = self.evaluate(last_loss, scheduled=False)
         else:
             metrics = self.history[-1]
+        if self.group.main and self.run_dir.has_library("test"):
+            metrics.update(self.test_scores())
+            self.run_dir.write_metrics(self.history)
+            self.run_dir.append_metrics_log({"kind": "test", "step": self.step, **{k: v for k, v in metrics.items()
+                                             if k.startswith("test_")}, "time": time.time()}, sync=True)
         self.snapshot(emit=False)
         return metrics
+
+    def test_scores(self) -> dict[str, Any]:
+        """The model as it ends on the run's test sources (``--test-path``), as ``charpoet evaluate`` scores them."""
+        from charpoet.evaluate import evaluate_texts
+        from charpoet.sample import LanguageModel
+
+        scores = evaluate_texts(LanguageModel(self.model, self.tokenizer, self.config, meta={}),
+                                self.run_dir.read_library("test")).total
+        self.model.train()
+        log.info("test: loss %.4f, bpc %.4f, accuracy %.4f (%d tokens, %d out of vocabulary)", scores.loss,
+                 scores.bpc, scores.accuracy, scores.scored, scores.oov)
+        return {"test_loss": scores.loss, "test_bpc": scores.bpc, "test_accuracy": scores.accuracy,
+                "test_tokens": scores.scored, "test_oov": scores.oov}
 
     def train_step(self, clock: float | None = None, stop: threading.Event | None = None) -> torch.Tensor | None:
         """One TBPTT step on the batch at the cursor; the detached loss, or None if not finite.
@@ -744,6 +789,8 @@ class _Session:
                                    "grad_norm": float(self.grad_norm), "remaining": self.remaining()}
         if train_loss is not None:
             metrics["train_loss"] = train_loss
+        if self.valid_oov:
+            metrics["valid_oov"] = self.valid_oov
         if self.valid_rows is not None:
             metrics.update(estimate_loss(self.model, self.valid_rows, self.data.valid.chars_per_token,
                                          shards=self.stepper, group=self.group))
@@ -789,7 +836,7 @@ class _Session:
     def describe(self) -> dict[str, Any]:
         return {"device": str(self.device), "precision": str(self.dtype).removeprefix("torch."),
                 "parameters": self.model.num_parameters(), "train_tokens": len(self.data.train),
-                "valid_tokens": len(self.data.valid), "vocab_size": self.tokenizer.vocab_size,
+                "valid_tokens": len(self.data.valid), "valid_oov": self.valid_oov, "vocab_size": self.tokenizer.vocab_size,
                 "batch_size": self.batches.batch_size, "steps_per_epoch": self.batches.steps_per_epoch,
                 "sources": len(self.library), "library": self.library.name, "restored": self.step > 0,
                 "model": dataclasses.asdict(self.config.model), "auto_size": self.sizing}

@@ -20,7 +20,7 @@ HEADER = ("source", "characters", "tokens", "OOV", "loss", "bpc", "accuracy")
 
 @app.command()
 def evaluate(
-    texts: Annotated[list[str] | None, typer.Argument(help="Text files, directories, globs or URLs, or - for standard input.", show_default=False)] = None,
+    texts: Annotated[list[str] | None, typer.Argument(help="Text files, directories, globs or URLs, or - for standard input [default: the run's test texts (--test-path)].", show_default=False)] = None,
     checkpoint_path: Annotated[str, typer.Option(help="Run directory (or fsspec URL) to evaluate.")] = "runs/default",
     weights: Annotated[str, typer.Option(help="best (lowest validation loss) or last.")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
@@ -30,12 +30,11 @@ def evaluate(
 
     Each text is one stream from a zero state; its first token predicts nothing. Characters outside a char run's vocabulary are skipped and counted (OOV); a word run reads unknown words as <unk>, scores them so and counts them.
     """
-    if not texts:
-        raise ConfigError("give the texts to evaluate: files, directories, globs, or - for standard input")
     if weights not in ("best", "last"):
         raise ConfigError(f"--weights must be best or last, got {weights!r}")
     if device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)}; got {device!r}")
+    texts = texts or []
     if texts.count("-") > 1:
         raise ConfigError("- (standard input) is given more than once")
     from charpoet.corpus import Library, Source, library_from_paths
@@ -49,7 +48,15 @@ def evaluate(
     from charpoet.sample import load
     from charpoet.storage import readable_run
 
-    lm = load(readable_run(checkpoint_path), weights=weights, device=device)
+    run = readable_run(checkpoint_path)
+    if not texts:  # the run's own test texts, given with --test-path when it was trained
+        from charpoet.checkpoint import RunDir
+
+        if not RunDir(run).has_library("test"):
+            raise ConfigError("give the texts to evaluate (files, directories, globs, or - for standard input); "
+                              f"the run in {checkpoint_path} has no test texts of its own (train --test-path)")
+        library = RunDir(run).read_library("test")
+    lm = load(run, weights=weights, device=device)
     result = evaluate_texts(lm, library)
     for s in result.sources:
         if s.oov:

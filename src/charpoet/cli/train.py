@@ -34,6 +34,9 @@ def _opt(help: str, panel: str, *names: str) -> Any:
 @app.command()
 def train(
     text_path: Annotated[list[str] | None, _opt("Text file, directory or glob, or an fsspec URL of one (s3://, gs://, memory://); repeatable. Default: the built-in corpus.", DATA)] = None,
+    valid_path: Annotated[list[str] | None, _opt("Validation texts (repeatable): the training texts are then used whole.", DATA)] = None,
+    test_path: Annotated[list[str] | None, _opt("Test texts (repeatable), scored at the end of training: loss, bpc, accuracy in metrics.json and `charpoet runs`.", DATA)] = None,
+    data_prefix: Annotated[str | None, _opt("DIR/NAME: train on NAME.train.txt, validate on NAME.valid.txt, test on NAME.test.txt (if there), as `corpus split` writes them.", DATA)] = None,
     library: Annotated[str | None, _opt("Book library built with `charpoet corpus add`: a name or a directory.", DATA)] = None,
     corpus: Annotated[str | None, _opt("Built-in corpus when neither --text-path nor --library is given [default: shakespeare].", DATA)] = None,
     tokenizer: Annotated[str | None, _opt("char or word [default: char].", DATA)] = None,
@@ -87,6 +90,17 @@ def train(
         raise ConfigError(f"give only one of {' and '.join(named)}")
     if restore and fresh:
         raise ConfigError("give --restore or --fresh, not both")
+    if "valid_fraction" in given and ("valid_path" in given or "data_prefix" in given):
+        raise ConfigError("--valid-fraction holds out part of the training texts; with --valid-path (or --data-prefix) "
+                          "the validation texts are given apart: give one or the other")
+    if "data_prefix" in given:
+        from charpoet.config import resolve_prefix
+
+        if {"text_path", "library", "corpus", "valid_path", "test_path"} & given.keys():
+            raise ConfigError("--data-prefix names the training, validation and test files itself: give it without "
+                              "--text-path, --library, --corpus, --valid-path and --test-path")
+        resolved = resolve_prefix(DataConfig(data_prefix=given.pop("data_prefix")))
+        given.update(text_path=resolved.text_path, valid_path=resolved.valid_path, test_path=resolved.test_path)
     overrides = _overrides(given)
     new_run_overrides = _new_run(overrides, given)
     if JOB in checkpoint_path:
@@ -105,6 +119,12 @@ def train(
         stored = run.require().read_config()
         check_compatible(stored, overrides)
         sources = {k: overrides["data"].pop(k) for k in ("text_path", "corpus", "library") if k in overrides["data"]}
+        for part in ("valid_path", "test_path"):  # the run keeps copies of these texts: only the same paths pass
+            if overrides["data"].get(part) and overrides["data"][part] != getattr(stored.data, part):
+                flag = "--" + part.replace("_", "-")
+                raise ConfigError(f"the run in {run.path} was trained with other {flag} texts "
+                                  f"({', '.join(getattr(stored.data, part)) or 'none'}); continue it without {flag} "
+                                  "(it keeps its own copies), or start a new run with --fresh")
         if sources:
             from charpoet.corpus import load_library
 
