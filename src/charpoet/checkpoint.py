@@ -221,8 +221,9 @@ class RunDir:
         if not (self.path / METRICS).exists():
             return []
         history = read_json(self.path / METRICS)
-        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-            raise CheckpointError(f"{self.path / METRICS} is corrupt: not a list of evaluations")
+        if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("step"), int)
+                                                    for h in history):
+            raise CheckpointError(f"{self.path / METRICS} is corrupt: not a list of evaluations (each with its step)")
         return history
 
     def append_metrics_log(self, record: dict[str, Any], sync: bool = False) -> None:

@@ -42,7 +42,9 @@ from charpoet.checkpoint import (
 )
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig, resolve_prefix
 from charpoet.corpus import Library, library_from_paths, load_data_library
-from charpoet.data import Dataset, EvalRows, StreamBatches, encode_apart, fit_tokenizer, tokenize_library
+from charpoet.data import (
+    Dataset, EvalRows, StreamBatches, encode_apart, encode_known, fit_tokenizer, tokenize_library,
+)
 from charpoet.distributed import DistributedStep, Group, join, split_rows
 from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError, PeerError
 from charpoet.model import RNNLM, State, count_parameters, sequence_loss
@@ -388,6 +390,19 @@ def prepare_tokens(run_dir: str | Path) -> None:
     tokenize_library(run.read_library(), run.read_vocab(), config.data.valid_fraction, run.path / TOKENS_DIR)
 
 
+def _check_scorable(library: Library, tokenizer: Tokenizer) -> None:
+    """Before training: every test source has at least two tokens in the vocabulary to score."""
+    for source in library.sources:
+        known = 0
+        for chunk in encode_known(tokenizer, source):
+            known += len(chunk.ids)
+            if known >= 2:
+                break
+        if known < 2:
+            raise ConfigError(f"test text {source.name}: nothing to score: {known} of its tokens are in the "
+                              "training texts' vocabulary (at least 2 are needed)")
+
+
 def _open_run(session: _Session, run: RunDir, restore: bool, library: Library, tokenizer: Tokenizer) -> None:
     """Rank 0 (or the only process): restore the snapshot, or write a new run's files and first snapshot."""
     if restore:
@@ -443,6 +458,11 @@ class _Session:
             train_split = tokenize_library(library, tokenizer, 0.0, run.path / TOKENS_DIR).train
             valid_split, self.valid_oov = encode_apart(run.read_library("valid"), tokenizer)
             self.data = Dataset(train_split, valid_split)
+            if len(valid_split) < 2:
+                raise ConfigError(f"the validation texts have nothing to score: {len(valid_split)} of their "
+                                  "tokens are in the training texts' vocabulary (at least 2 are needed)")
+            if new_run and run.has_library("test"):
+                _check_scorable(run.read_library("test"), tokenizer)
             if self.valid_oov and new_run:
                 what = "characters" if tokenizer.kind == "char" else "words"
                 rule = "skipped" if tokenizer.kind == "char" else "read as <unk>"
@@ -674,12 +694,12 @@ class _Session:
             metrics = self.evaluate(last_loss, scheduled=False)
         else:
             metrics = self.history[-1]
+        self.snapshot(emit=False)  # first: the session's training is safe whatever the test texts hold
         if self.group.main and self.run_dir.has_library("test"):
             metrics.update(self.test_scores())
             self.run_dir.write_metrics(self.history)
             self.run_dir.append_metrics_log({"kind": "test", "step": self.step, **{k: v for k, v in metrics.items()
                                              if k.startswith("test_")}, "time": time.time()}, sync=True)
-        self.snapshot(emit=False)
         return metrics
 
     def test_scores(self) -> dict[str, Any]:
@@ -789,7 +809,7 @@ class _Session:
                                    "grad_norm": float(self.grad_norm), "remaining": self.remaining()}
         if train_loss is not None:
             metrics["train_loss"] = train_loss
-        if self.valid_oov:
+        if self.run_dir.has_library("valid"):
             metrics["valid_oov"] = self.valid_oov
         if self.valid_rows is not None:
             metrics.update(estimate_loss(self.model, self.valid_rows, self.data.valid.chars_per_token,
