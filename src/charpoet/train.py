@@ -46,7 +46,7 @@ from charpoet.data import (
     Dataset, EvalRows, StreamBatches, encode_apart, encode_known, fit_tokenizer, tokenize_library,
 )
 from charpoet.distributed import DistributedStep, Group, join, split_rows
-from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError, PeerError
+from charpoet.errors import CharpoetWarning, CheckpointError, ConfigError, CorpusError, PeerError
 from charpoet.model import RNNLM, State, count_parameters, sequence_loss
 from charpoet.resources import require_memory
 from charpoet.shards import ShardedStep, shard_bounds
@@ -258,8 +258,8 @@ def prepare_run(
     if library is None:
         library = load_data_library(config.data)
     # validation and test sources given apart (checked before anything is written): the run keeps copies too
-    apart = {part: library_from_paths(paths) for part, paths in (("valid", config.data.valid_path),
-                                                                  ("test", config.data.test_path)) if paths}
+    apart = {part: _texts_apart(f"--{part}-path", paths) for part, paths in (("valid", config.data.valid_path),
+                                                                              ("test", config.data.test_path)) if paths}
     run.path.mkdir(parents=True, exist_ok=True)
     library = run.write_library(library)  # copied in once, streamed: from now on the run reads its own copy
     for part, texts in apart.items():
@@ -388,6 +388,14 @@ def prepare_tokens(run_dir: str | Path) -> None:
     run = RunDir(run_dir)
     config = run.read_config()
     tokenize_library(run.read_library(), run.read_vocab(), config.data.valid_fraction, run.path / TOKENS_DIR)
+
+
+def _texts_apart(flag: str, paths: list[str]) -> Library:
+    """The validation or test texts given apart; an error names the flag they came with."""
+    try:
+        return library_from_paths(paths)
+    except CorpusError as exc:
+        raise CorpusError(f"{flag}: {exc}") from None
 
 
 def _check_scorable(library: Library, tokenizer: Tokenizer) -> None:
