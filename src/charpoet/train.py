@@ -264,8 +264,9 @@ def prepare_run(
     library = run.write_library(library)  # copied in once, streamed: from now on the run reads its own copy
     for part, texts in apart.items():
         run.write_library(texts, part)
-    # The vocabulary covers the whole library (as nanoGPT and word_language_model do), so
-    # a character that only occurs in a validation part can still be evaluated.
+    # The vocabulary covers the whole library (as nanoGPT and word_language_model do), so a character
+    # that only occurs in a validation part can still be evaluated; texts given apart with --valid-path
+    # and --test-path do not shape it (what they hold beyond it is counted: data.encode_known).
     tokenizer = fit_tokenizer(config.data.tokenizer, library, config.data.max_vocab)
     config = replace(config, model=replace(config.model, vocab_size=tokenizer.vocab_size))
     return config, library, tokenizer
