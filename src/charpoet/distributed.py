@@ -217,4 +217,9 @@ class DistributedStep:
         return [fn(item) for item in items]
 
     def close(self) -> None:
-        pass
+        """Let go of DDP before the group is destroyed: its reducer holds the process group, whose gloo
+        threads would otherwise outlive it and abort the process as the interpreter shuts down."""
+        import gc
+
+        self.forward = self.ddp = None  # type: ignore[assignment]
+        gc.collect()

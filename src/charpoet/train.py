@@ -356,7 +356,7 @@ def train(
                         "--max-restarts continues from it") from None
     finally:
         if session is not None:
-            session.stepper.close()  # the thread pool, and the process's intra-op thread count
+            session.stepper.close()  # the thread pool and the intra-op thread count, or DDP (before the group goes)
         if not restore and group.main and not run.exists():  # a new run that failed before it began
             _discard(run, created, existed)
         group.close()
