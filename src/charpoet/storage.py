@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import secrets
 import shutil
 import tempfile
@@ -33,18 +32,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from charpoet.corpus.cache import atomic_write_bytes, charpoet_home
-from charpoet.errors import CheckpointError
+from charpoet.corpus.remote import is_url, url_to_fs
+from charpoet.errors import CheckpointError, CorpusError
 from charpoet.runfiles import CONFIG, LAST, RUN_FILES, RUN_FOLDERS, SYNCED_FILES, SYNCED_FOLDERS
 
 # push() and pull() move the synced files and folders of charpoet.runfiles; remove() deletes every run file.
 SYNC_FILE = ".charpoet-sync.json"
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+(://|::)")  # two letters at least: C:\ is a drive
-
-
-def is_remote(path: str | os.PathLike[str]) -> bool:
-    """True for ``scheme://...`` URLs (``file://`` included) and fsspec chains (``a::b://``)."""
-    text = os.fspath(path)  # a Path never is one: Path("s3://b/x") is already "s3:/b/x"
-    return isinstance(text, str) and bool(_URL.match(text))
+is_remote = is_url  # scheme://... URLs (file:// included) and fsspec chains (a::b://)
 
 
 def read_only_staging() -> Path:
@@ -292,24 +286,12 @@ class RunLocation:
 
 
 def _url_to_fs(url: str) -> tuple[Any, str]:
-    """``fsspec.core.url_to_fs`` with one-line errors naming the missing package."""
-    from fsspec.core import url_to_fs
-    from fsspec.registry import known_implementations
-
+    """``charpoet.corpus.remote.url_to_fs`` (one-line errors naming an unknown protocol or a missing
+    package), its errors as the ``CheckpointError`` of a run location."""
     try:
         return url_to_fs(url)
-    except ImportError as exc:
-        import importlib.util
-
-        for link in url.split("::"):
-            scheme = link.split("://", 1)[0] if "://" in link else link
-            module = known_implementations.get(scheme, {}).get("class", "").split(".")[0]
-            if module and importlib.util.find_spec(module) is None:
-                package = module.replace("_", "-")
-                raise CheckpointError(f"{scheme}:// needs the {package} package: pip install {package}") from None
-        raise CheckpointError(f"cannot open {url}: {_reason(exc)}") from None
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"cannot open {url}: {_reason(exc)}") from None
+    except CorpusError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _scan(local: Path, names: list[str] | None) -> dict[str, list[int]]:

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from charpoet.errors import CorpusError
 
-# As charpoet.storage._URL (not imported: storage sits above the corpus). Two letters at least: C:\ is a drive.
+# Two letters at least: C:\ is a drive. (charpoet.storage uses these for run locations too.)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+(://|::)")
 # info() keys that change when an object is rewritten, by file system (local, S3, GCS, Azure, memory...)
 _VERSION_KEYS = ("mtime", "LastModified", "last_modified", "updated", "ETag", "etag", "generation",
