@@ -39,6 +39,19 @@ TINY_LINES = [
 ]
 
 
+def write_targz(path: Path, members: dict[str, bytes]) -> Path:
+    """A .tar.gz at ``path`` holding ``members`` (name -> bytes): stand-ins for downloaded archives."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
 def make_text(lines: int = 400, seed: int = 0) -> str:
     """A small, learnable text: known lines in a seeded random order."""
     import random

