@@ -181,8 +181,7 @@ class RunDir:
         from charpoet.corpus.store import write_library_store
 
         manifest, texts = LIBRARY_PARTS[part]
-        for temp in self.path.glob(f".{texts}.*.tmp"):  # a copy a killed process left (as big as the texts)
-            temp.unlink(missing_ok=True)
+        remove_temp_files(self.path, texts)  # a copy a killed process left (as big as the texts)
         with writing(self.path / texts):
             stored = write_library_store(library, self.path / manifest, self.path / texts)
         if part == "train":

@@ -42,6 +42,7 @@ from charpoet.checkpoint import (
 )
 from charpoet.config import ARCHITECTURE_KEYS, RunConfig, TrainConfig, resolve_prefix
 from charpoet.corpus import Library, library_from_paths, load_data_library
+from charpoet.corpus.cache import remove_temp_files
 from charpoet.data import (
     Dataset, EvalRows, StreamBatches, encode_apart, encode_known, fit_tokenizer, tokenize_library,
 )
@@ -377,8 +378,7 @@ def _discard(run: RunDir, created: bool, existed: set[str]) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-        for temp in run.path.glob(f".{name}.*.tmp"):  # a write it left half done
-            temp.unlink(missing_ok=True)
+        remove_temp_files(run.path, name)  # a write it left half done
     if created:
         with contextlib.suppress(OSError):
             run.path.rmdir()  # only if empty: nothing else of the user's is touched

@@ -53,10 +53,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def remove_temp_files(folder: str | Path) -> list[Path]:
+def remove_temp_files(folder: str | Path, name: str = "*") -> list[Path]:
     """Delete the temporary files ``atomic_write_bytes`` leaves in ``folder`` when its process is
-    killed (``.NAME.*.tmp``); call it only while no other process writes there."""
-    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    killed (``.NAME.*.tmp``; only those of file ``name`` if given); call it only while no other
+    process writes there."""
+    stale = [p for p in Path(folder).glob(f".{name}.*.tmp") if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
